@@ -1,0 +1,1 @@
+"""Long-lived Ray actors of the RLHF loop."""
