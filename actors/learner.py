@@ -1,0 +1,258 @@
+"""Learner actor: the policy (and PPO's critic) being trained, plus a frozen reference.
+
+Several learners train data-parallel: they form a torch.distributed group among themselves
+(gloo on CPU, nccl on GPU) and wrap the policy in DDP, so gradients are averaged across the
+shards of each step's samples. Rank 0 hands the new weights to the rollout engines.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from actors import algorithms as alg
+
+
+@dataclass
+class LearnerSettings:
+    algo: str = "grpo"  # grpo | rloo | ppo
+    lr: float = 1e-4
+    critic_lr: float = 1e-4
+    kl_coef: float = 0.05
+    kl_estimator: str = "k3"
+    clip_eps: float = 0.2
+    value_clip: float = 0.2
+    gamma: float = 1.0
+    lam: float = 0.95
+    epochs: int = 1
+    minibatch_size: int = 32
+    grad_clip: float = 1.0
+    seed: int = 0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("", 0))
+        return sock.getsockname()[1]
+
+
+def node_address() -> tuple[str, int]:
+    """This process's address and a free port: rank 0 of the learner group serves on it."""
+    return socket.gethostbyname(socket.gethostname()), free_port()
+
+
+def pad_batch(samples: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Prompt+response token rows, right-padded, with the response mask over *targets*.
+
+    ``mask[b, t]`` is 1 where target token ``t+1`` of row ``b`` is a response token, so it
+    lines up with log-probs computed from ``logits[:, :-1]`` against ``input_ids[:, 1:]``.
+    """
+    rows = [s["prompt_ids"] + s["response_ids"] for s in samples]
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    mask = torch.zeros((len(rows), width - 1), dtype=torch.float32)
+    for b, (sample, row) in enumerate(zip(samples, rows, strict=True)):
+        input_ids[b, : len(row)] = torch.tensor(row)
+        attention[b, : len(row)] = 1
+        start = len(sample["prompt_ids"]) - 1
+        mask[b, start : start + len(sample["response_ids"])] = 1.0
+    return {"input_ids": input_ids, "attention_mask": attention, "mask": mask}
+
+
+class LearnerWorker:
+    """One data-parallel learner; wrapped as a Ray actor by :func:`learner_actor`."""
+
+    def __init__(
+        self,
+        policy_dir: str,
+        settings: dict[str, Any],
+        critic_dir: str | None = None,
+        reference_dir: str | None = None,
+    ):
+        """``reference_dir``: the frozen reference (default: the policy's starting weights)."""
+        from transformers import AutoModelForCausalLM, AutoModelForTokenClassification
+
+        self.settings = LearnerSettings(**settings)
+        torch.manual_seed(self.settings.seed)
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        load = {"dtype": torch.float32}
+        self.policy = AutoModelForCausalLM.from_pretrained(policy_dir, **load).to(self.device)
+        self.reference = AutoModelForCausalLM.from_pretrained(
+            reference_dir or policy_dir, **load
+        ).to(self.device)
+        self.reference.requires_grad_(False).eval()
+        self.critic = None
+        if self.settings.algo == "ppo":
+            self.critic = AutoModelForTokenClassification.from_pretrained(
+                critic_dir or policy_dir, num_labels=1, **load
+            ).to(self.device)
+        self.pad_id = self.policy.config.pad_token_id or 0
+        self.rank, self.world = 0, 1
+        self.model = self.policy  # DDP-wrapped once the group is formed
+        self.critic_model = self.critic
+        self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=self.settings.lr)
+        self.critic_optimizer = (
+            torch.optim.AdamW(self.critic.parameters(), lr=self.settings.critic_lr)
+            if self.critic is not None
+            else None
+        )
+
+    # --- the process group ------------------------------------------------------------------
+
+    def address(self) -> tuple[str, int]:
+        return node_address()
+
+    def join_group(self, rank: int, world: int, master: tuple[str, int]) -> int:
+        """Form the torch.distributed group of all learners and wrap the models in DDP."""
+        self.rank, self.world = rank, world
+        if world == 1:
+            return rank
+        import torch.distributed as dist
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = master[0], str(master[1])
+        backend = "nccl" if self.device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, rank=rank, world_size=world)
+        self.model = DDP(self.policy)
+        if self.critic is not None:
+            self.critic_model = DDP(self.critic)
+        return rank
+
+    # --- one step ---------------------------------------------------------------------------
+
+    def _logprobs(self, model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Any]:
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        logits = out.logits[:, :-1]
+        return alg.token_logprobs(logits, batch["input_ids"][:, 1:]), logits
+
+    def train_step(self, samples: list[dict[str, Any]]) -> dict[str, float]:
+        """Update on this learner's shard; each sample has ids, ``advantage`` or ``score``."""
+        s = self.settings
+        started = time.perf_counter()
+        batch = {k: v.to(self.device) for k, v in pad_batch(samples, self.pad_id).items()}
+        mask = batch["mask"]
+        with torch.no_grad():
+            old_logp, _ = self._logprobs(self.policy, batch)
+            ref_logp, _ = self._logprobs(self.reference, batch)
+            rollout_logp = torch.zeros_like(old_logp)
+            for b, sample in enumerate(samples):
+                start = len(sample["prompt_ids"]) - 1
+                lp = torch.tensor(sample["logprobs"], dtype=old_logp.dtype)
+                rollout_logp[b, start : start + len(lp)] = lp.to(self.device)
+            logprob_gap = alg.masked_mean((old_logp - rollout_logp).abs(), mask).item()
+            kl_old = alg.kl_estimate(old_logp, ref_logp, s.kl_estimator)
+            if s.algo == "ppo":
+                scores = torch.tensor([x["score"] for x in samples], device=self.device)
+                values = self.critic(
+                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+                ).logits[:, :-1, 0]
+                rewards = alg.token_rewards(scores, mask, kl_old, s.kl_coef)
+                advantages, returns = alg.gae(rewards, values, mask, s.gamma, s.lam)
+                advantages = alg.masked_whiten(advantages, mask)
+            else:
+                advantages = torch.tensor([x["advantage"] for x in samples], device=self.device)
+                advantages = advantages[:, None].expand_as(mask)
+        metrics: dict[str, list[float]] = {}
+        order = torch.arange(len(samples))
+        for _ in range(s.epochs):
+            for lo in range(0, len(samples), s.minibatch_size):
+                idx = order[lo : lo + s.minibatch_size]
+                part = {k: v[idx] for k, v in batch.items()}
+                logp, logits = self._logprobs(self.model, part)
+                m = part["mask"]
+                loss, clip_fraction = alg.policy_loss(
+                    logp, old_logp[idx], advantages[idx], m, s.clip_eps
+                )
+                kl = alg.kl_estimate(logp, ref_logp[idx], s.kl_estimator)
+                kl_mean = alg.masked_mean(kl, m)
+                if s.algo != "ppo":  # GRPO/RLOO: KL as a loss term
+                    loss = loss + s.kl_coef * kl_mean
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), s.grad_clip)
+                self.optimizer.step()
+                entropy = alg.masked_mean(alg.entropy_from_logits(logits.detach()), m)
+                _append(metrics, "policy_loss", loss.item())
+                _append(metrics, "kl", kl_mean.item())
+                _append(metrics, "clip_fraction", clip_fraction.item())
+                _append(metrics, "entropy", entropy.item())
+                _append(metrics, "grad_norm", float(grad_norm))
+                if s.algo == "ppo":
+                    v = self.critic_model(
+                        input_ids=part["input_ids"], attention_mask=part["attention_mask"]
+                    ).logits[:, :-1, 0]
+                    vloss = alg.value_loss(v, values[idx], returns[idx], m, s.value_clip)
+                    self.critic_optimizer.zero_grad(set_to_none=True)
+                    vloss.backward()
+                    torch.nn.utils.clip_grad_norm_(self.critic.parameters(), s.grad_clip)
+                    self.critic_optimizer.step()
+                    _append(metrics, "value_loss", vloss.item())
+        result = {k: float(np.mean(v)) for k, v in metrics.items()}
+        result["logprob_gap_vs_rollout"] = logprob_gap
+        result["train_seconds"] = time.perf_counter() - started
+        return result
+
+    # --- weights ----------------------------------------------------------------------------
+
+    def state_numpy(self) -> dict[str, np.ndarray]:
+        """The policy's weights as numpy arrays (the cheapest form through the object store)."""
+        return {k: v.detach().cpu().numpy() for k, v in self.policy.state_dict().items()}
+
+    def greedy(self, prompts: list[list[int]], max_new_tokens: int) -> list[list[int]]:
+        """transformers' greedy answers, to check a rollout engine against after a sync."""
+        answers = []
+        with torch.no_grad():
+            for ids in prompts:
+                out = self.policy.generate(
+                    torch.tensor([ids], device=self.device),
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=self.pad_id,
+                )
+                answers.append(out[0, len(ids) :].tolist())
+        return answers
+
+    def save(self, directory: str, tokenizer_dir: str | None = None) -> str:
+        """Write the policy (HF dir), the critic and the optimizer states under ``directory``."""
+        os.makedirs(directory, exist_ok=True)
+        self.policy.save_pretrained(os.path.join(directory, "policy"))
+        if tokenizer_dir:
+            from transformers import AutoTokenizer
+
+            AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(
+                os.path.join(directory, "policy")
+            )
+        state = {"optimizer": self.optimizer.state_dict()}
+        if self.critic is not None:
+            self.critic.save_pretrained(os.path.join(directory, "critic"))
+            state["critic_optimizer"] = self.critic_optimizer.state_dict()
+        torch.save(state, os.path.join(directory, "optimizer.pt"))
+        return directory
+
+    def load_optimizer(self, directory: str) -> None:
+        state = torch.load(os.path.join(directory, "optimizer.pt"), weights_only=False)
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.critic_optimizer is not None and "critic_optimizer" in state:
+            self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+
+    def ping(self) -> int:
+        return os.getpid()
+
+
+def _append(metrics: dict[str, list[float]], key: str, value: float) -> None:
+    if not math.isnan(value):
+        metrics.setdefault(key, []).append(value)
+
+
+def learner_actor(num_cpus: float = 1, num_gpus: float = 0):
+    import ray
+
+    return ray.remote(num_cpus=num_cpus, num_gpus=num_gpus)(LearnerWorker)

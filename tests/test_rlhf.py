@@ -1,0 +1,192 @@
+"""The RLHF loop with the real vLLM engine on CPU: learning, PPO, sync, resume, failures."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from tiny_model import build_tiny_model
+
+from cluster.config import load_config
+from cluster.errors import InputError
+from pipelines import rlhf
+from pipelines.prompts import PromptCursor, encode_prompts, read_prompts
+
+# Every actor of these runs asks for half a CPU, so rollout + learner + reward fit on 2 cores.
+SMALL = [
+    "rlhf.rollout_cpus=0.5",
+    "rlhf.learner_cpus=0.5",
+    "rlhf.reward_cpus=0.25",
+    "rlhf.kv_cache_mb=64",
+    "rlhf.max_prompt_tokens=48",
+    "rlhf.actor_timeout_s=300",
+]
+
+
+@pytest.fixture(scope="module")
+def policy(tmp_path_factory):
+    return str(build_tiny_model(tmp_path_factory.mktemp("policy") / "tiny"))
+
+
+@pytest.fixture(scope="module")
+def prompts(tmp_path_factory):
+    path = tmp_path_factory.mktemp("prompts") / "prompts.jsonl"
+    rows = [{"prompt": f"Write numbers, item {i}:"} for i in range(12)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def metrics(run_dir) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_sample_advantages_grpo_and_rloo_per_group():
+    scores = [1.0, 0.0, 5.0, 5.0, 2.0]
+    groups = [0, 0, 1, 1, 2]
+    grpo = rlhf.sample_advantages(scores, groups, "grpo")
+    assert grpo[0] > 0 > grpo[1]
+    assert grpo[2] == grpo[3] == 0.0  # no signal in a flat group
+    assert grpo[4] == 0.0  # a lone sample has nothing to compare with
+    rloo = rlhf.sample_advantages(scores, groups, "rloo")
+    assert rloo[:2] == pytest.approx([1.0, -1.0])
+
+
+def test_prompts_are_read_encoded_and_drawn_deterministically(tmp_path, policy):
+    from transformers import AutoTokenizer
+
+    path = tmp_path / "p.jsonl"
+    rows = [
+        {"prompt": "hello"},
+        {"messages": [{"role": "user", "content": "hi there"}], "answer": 3},
+        {"prompt": "   "},
+        {"prompt": "long " * 200},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    loaded = read_prompts(str(path))
+    assert loaded[1]["prompt"] == "hi there" and loaded[1]["answer"] == 3
+    encoded, skipped = encode_prompts(loaded, AutoTokenizer.from_pretrained(policy), 48)
+    assert [bool(ids) for ids in encoded] == [True, True, False, False]
+    assert skipped == {"empty_prompt": 1, "prompt_too_long": 1}
+    first = PromptCursor([0, 1, 2, 3], seed=1)
+    drawn = first.take(6)
+    again = PromptCursor([0, 1, 2, 3], seed=1, position=2)
+    assert again.take(4) == drawn[2:]
+    assert sorted(drawn[:4]) == [0, 1, 2, 3]  # each epoch is a permutation
+
+
+def test_bad_prompt_files_are_clear_errors(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(InputError, match="empty"):
+        read_prompts(str(empty))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "no prompt field"}\n')
+    with pytest.raises(InputError, match="bad.jsonl:1"):
+        read_prompts(str(bad))
+    with pytest.raises(InputError, match="no usable prompt"):
+        PromptCursor([], seed=0)
+
+
+@pytest.mark.slow
+def test_grpo_learns_a_verifiable_task_and_resumes(ray_cluster, policy, prompts, tmp_path):
+    out = tmp_path / "grpo"
+    overrides = SMALL + [
+        "rlhf.algo=grpo",
+        "rlhf.reward_fns=[pipelines.rewards:digit_fraction]",
+        "rlhf.prompts_per_step=4",
+        "rlhf.group_size=8",
+        "rlhf.max_new_tokens=12",
+        "rlhf.lr=0.005",
+        "rlhf.kl_coef=0.0",
+        "rlhf.checkpoint_every=4",
+    ]
+    first = rlhf.run(load_config(None, overrides + ["rlhf.steps=8"]), policy, prompts, str(out))
+    assert first["counts"]["steps"] == 8
+    assert (out / "checkpoints" / "step_8" / "state.json").exists()
+    stats = rlhf.run(load_config(None, overrides + ["rlhf.steps=16"]), policy, prompts, str(out))
+    rows = metrics(out)
+    assert [r["step"] for r in rows] == list(range(1, 17))  # resumed at 9, nothing repeated
+    early = sum(r["reward_mean"] for r in rows[:4]) / 4
+    late = sum(r["reward_mean"] for r in rows[-4:]) / 4
+    assert late > early + 0.15, (early, late)
+    assert all(r["samples"] == 32 for r in rows)
+    assert all(r["staleness"] == 0 for r in rows)  # sync mode is on-policy
+    assert (out / "final" / "config.json").exists() and (out / "rlhf.png").stat().st_size > 0
+    assert stats["reward_last"] == pytest.approx(rows[-1]["reward_mean"], abs=1e-3)
+    for key in ("kl", "entropy", "clip_fraction", "time_generate", "time_sync", "tokens_per_s"):
+        assert key in rows[-1]
+
+
+@pytest.mark.slow
+def test_ppo_async_survives_a_rollout_crash_and_counts_reward_errors(
+    ray_cluster, policy, prompts, tmp_path
+):
+    out = tmp_path / "ppo"
+    marker = tmp_path / "crashed"
+    cfg = load_config(
+        None,
+        SMALL
+        + [
+            "rlhf.algo=ppo",
+            "rlhf.mode=async",
+            "rlhf.reward_fns=[pipelines.rewards:digit_fraction, toy_rewards:flaky]",
+            "rlhf.steps=4",
+            "rlhf.prompts_per_step=4",
+            "rlhf.group_size=4",
+            "rlhf.max_new_tokens=8",
+        ],
+    )
+    stats = rlhf.run(cfg, policy, prompts, str(out), {"crash_once_marker": str(marker)})
+    rows = metrics(out)
+    assert marker.exists()  # the rollout actor did die once
+    assert rows[-1]["rollout_restarts"] >= 1
+    # every prompt of every step was answered exactly group_size times despite the crash
+    assert all(r["samples"] + r["reward_errors"] == 16 for r in rows)
+    assert sum(r["reward_errors"] for r in rows) > 0
+    assert any(k.startswith("reward_error: toy_rewards:flaky") for k in stats["counts"])
+    assert all("value_loss" in r and math.isfinite(r["value_loss"]) for r in rows)
+    assert [r["staleness"] for r in rows[1:]] == [1.0] * (len(rows) - 1)  # one step off-policy
+
+
+@pytest.mark.slow
+def test_rollout_greedy_equals_learner_after_weight_sync(ray_cluster, policy):
+    import ray
+
+    from actors.learner import learner_actor
+    from actors.pool import RolloutPool
+    from actors.rollout import rollout_actor
+
+    rollout = rollout_actor(num_cpus=0.5).remote(policy, kv_cache_mb=64)
+    learner = learner_actor(num_cpus=0.5).remote(policy, {"lr": 0.01})
+    pool = RolloutPool([rollout], timeout=300)
+    prompts = [[5, 17, 40, 41], [7, 8, 9]]
+    samples = ray.get(rollout.generate.remote(list(enumerate(prompts)), 4, 6))
+    batch = [
+        {
+            "prompt_ids": s.prompt_ids,
+            "response_ids": s.response_ids,
+            "logprobs": s.logprobs,
+            "advantage": 1.0 if i % 2 else -1.0,
+        }
+        for i, s in enumerate(samples)
+    ]
+    before = ray.get(learner.greedy.remote(prompts, 8))
+    for _ in range(3):
+        ray.get(learner.train_step.remote(batch))
+    after = ray.get(learner.greedy.remote(prompts, 8))
+    assert after != before  # the update changed the policy
+    assert pool.greedy(prompts, 8) == before  # the engine still has the old weights
+    pool.sync(ray.get(learner.state_numpy.remote()), version=1)
+    assert pool.greedy(prompts, 8) == after
+    assert ray.get(rollout.info.remote())["weight_version"] == 1
+    ray.kill(rollout)
+    ray.kill(learner)
+
+
+def test_vocab_and_context_mismatch_are_clear_errors(policy, prompts, tmp_path):
+    loop = rlhf.RLHFLoop(load_config(None, SMALL).rlhf, policy, prompts, str(tmp_path))
+    with pytest.raises(InputError, match="vocabulary"):
+        loop.check_vocab(engine_vocab=10, max_model_len=512)
+    with pytest.raises(InputError, match="context"):
+        loop.check_vocab(engine_vocab=10_000, max_model_len=50)
