@@ -93,7 +93,9 @@ class RolloutWorker:
             for completion in output.outputs:
                 logprobs = [
                     entry[token].logprob
-                    for token, entry in zip(completion.token_ids, completion.logprobs or [])
+                    for token, entry in zip(
+                        completion.token_ids, completion.logprobs or [], strict=True
+                    )
                 ]
                 samples.append(
                     Sample(

@@ -246,8 +246,14 @@ class RLHFLoop:
             if s.response_ids
         ]
         started = time.perf_counter()
+        if len(batch) < len(self.learners):
+            raise InputError(
+                f"step {step}: {len(batch)} usable answers for {len(self.learners)} learners"
+            )
         shards = split(batch, len(self.learners))
-        refs = [lrn.train_step.remote(shard) for lrn, shard in zip(self.learners, shards)]
+        refs = [
+            lrn.train_step.remote(shard) for lrn, shard in zip(self.learners, shards, strict=True)
+        ]
         results = [get(r, cfg.actor_timeout_s, f"learner {i}") for i, r in enumerate(refs)]
         times["train"] = time.perf_counter() - started
         started = time.perf_counter()

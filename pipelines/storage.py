@@ -58,6 +58,8 @@ def expand_inputs(uris: Iterable[str], suffixes: tuple[str, ...] = ()) -> list[s
         fs, path = filesystem(uri)
         try:
             if scheme_of(uri) in ("http", "https"):
+                if not fs.exists(path):
+                    raise InputError(f"{uri}: not found or server unreachable")
                 files.append(uri)
                 continue
             if any(ch in path for ch in "*?["):
