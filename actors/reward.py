@@ -73,32 +73,38 @@ class RewardScorer:
 
             self.tokenizer = AutoTokenizer.from_pretrained(reward_model)
             self.model = AutoModelForSequenceClassification.from_pretrained(
-                reward_model, dtype=torch.float32
+                reward_model, num_labels=1, dtype=torch.float32
             ).eval()
+            self.model.config.pad_token_id = self.tokenizer.pad_token_id
         self.errors: Counter = Counter()
 
     def _model_scores(self, prompts: list[str], responses: list[str]) -> list[float]:
+        """Scores encoded exactly as ``natal reward`` trained: chat template, end kept."""
         import torch
 
-        texts = [self._format(p, r) for p, r in zip(prompts, responses, strict=True)]
-        scores: list[float] = []
-        with torch.no_grad():
-            for lo in range(0, len(texts), 32):
-                enc = self.tokenizer(
-                    texts[lo : lo + 32],
-                    return_tensors="pt",
-                    padding=True,
-                    truncation=True,
-                    max_length=self.max_length,
-                )
-                scores.extend(self.model(**enc).logits[:, 0].float().tolist())
-        return scores
+        from pipelines.sft_data import as_row, collate, model_inputs, response_example
 
-    def _format(self, prompt: str, response: str) -> str:
-        messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
-        if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(messages, tokenize=False)
-        return f"{prompt}\n{response}"
+        scores = [math.nan] * len(prompts)
+        rows = []
+        for i, (prompt, response) in enumerate(zip(prompts, responses, strict=True)):
+            conversation = [
+                {"role": "user", "content": prompt},
+                {"role": "assistant", "content": response},
+            ]
+            try:
+                rows.append(
+                    (i, as_row(response_example(self.tokenizer, conversation, self.max_length)))
+                )
+            except ValueError:  # nothing of the answer survives the template: NaN, counted
+                continue
+        with torch.no_grad():
+            for lo in range(0, len(rows), 32):
+                part = rows[lo : lo + 32]
+                batch = collate([row for _, row in part], self.model.config.pad_token_id)
+                values = self.model(**model_inputs(batch)).logits[:, 0].float().tolist()
+                for (i, _), value in zip(part, values, strict=True):
+                    scores[i] = value
+        return scores
 
     def score(self, prompts: list[str], responses: list[str]) -> dict[str, Any]:
         """``{"scores": [...], "errors": {reason: n}}``; NaN marks a sample to leave out."""
@@ -106,6 +112,8 @@ class RewardScorer:
         errors: Counter = Counter()
         if self.model is not None:
             for i, value in enumerate(self._model_scores(prompts, responses)):
+                if math.isnan(value):
+                    errors["reward_model unscorable"] += 1
                 totals[i] += self.model_weight * value
         for spec, fn in self.fns:
             for i, (prompt, response) in enumerate(zip(prompts, responses, strict=True)):

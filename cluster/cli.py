@@ -65,6 +65,16 @@ def config_values(command: Command, args: argparse.Namespace) -> dict[str, Any]:
     return {key: getattr(args, dest, None) for dest, key in command.flags_to_config.items()}
 
 
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.4g}"
+    return str(value)
+
+
 def print_summary(title: str, stats: dict[str, Any]) -> None:
     """The table every stage ends with: counts, breakdowns and seconds per step."""
     from rich.console import Console
@@ -74,10 +84,10 @@ def print_summary(title: str, stats: dict[str, Any]) -> None:
     table.add_column("what")
     table.add_column("value", justify="right")
     for key, value in stats.get("counts", {}).items():
-        table.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
+        table.add_row(key, _fmt(value))
     for group, values in stats.get("breakdown", {}).items():
         for key, value in list(values.items())[:15]:
-            table.add_row(f"{group}: {key}", f"{value:,}")
+            table.add_row(f"{group}: {key}", _fmt(value))
     for step, secs in stats.get("seconds", {}).items():
         table.add_row(f"seconds: {step}", f"{secs:.1f}")
     for key, value in stats.items():

@@ -265,6 +265,7 @@ class RLHFLoop:
             row[key] = float(np.mean([r[key] for r in results if key in r]))
         row["weight_load_s"] = load_seconds
         row["reward_errors"] = dropped
+        row["trained_samples"] = len(batch)
         return row
 
     def run(self) -> dict[str, Any]:

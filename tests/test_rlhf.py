@@ -142,7 +142,8 @@ def test_ppo_async_survives_a_rollout_crash_and_counts_reward_errors(
     assert marker.exists()  # the rollout actor did die once
     assert rows[-1]["rollout_restarts"] >= 1
     # every prompt of every step was answered exactly group_size times despite the crash
-    assert all(r["samples"] + r["reward_errors"] == 16 for r in rows)
+    assert all(r["samples"] == 16 for r in rows)
+    assert all(r["trained_samples"] + r["reward_errors"] <= 16 for r in rows)
     assert sum(r["reward_errors"] for r in rows) > 0
     assert any(k.startswith("reward_error: toy_rewards:flaky") for k in stats["counts"])
     assert all("value_loss" in r and math.isfinite(r["value_loss"]) for r in rows)

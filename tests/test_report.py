@@ -1,0 +1,60 @@
+"""The run report: every stage's numbers and plots on one self-contained page."""
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cluster.cli import main
+from cluster.report import write_report
+
+
+def make_run(root):
+    def stage(name, stats, seconds=3.0):
+        (root / name).mkdir(parents=True)
+        manifest = {"status": "done", "seconds": seconds, "code_version": "abc", "stats": stats}
+        (root / name / "manifest.json").write_text(json.dumps(manifest))
+        (root / name / "stats.json").write_text(json.dumps(stats))
+
+    stage(
+        "filter",
+        {"counts": {"kept": 6, "removed": 4}, "breakdown": {"removed_by_reason": {"gopher": 3}}},
+    )
+    stage("dedup", {"counts": {"kept": 5}})
+    pq.write_table(
+        pa.table({"id": ["a", "b", "c"], "cluster": ["a", "a", "a"]}),
+        root / "dedup" / "clusters.parquet",
+    )
+    stage("pretrain", {"counts": {}}, seconds=60)
+    rows = [{"step": s, "loss": 5.0 - s / 10, "val_loss": 5.1 - s / 10} for s in range(1, 6)]
+    (root / "pretrain" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    stage("eval", {"counts": {"prompts": 1}})
+    result = {
+        "pretrain": {"val_ppl": 42.0},
+        "reward_model_accuracy": 0.8,
+        "rlhf_vs_sft": {
+            "win_rate": 0.75,
+            "examples": [{"prompt": "p", "baseline": "<script>alert(1)</script>", "policy": "ok"}],
+        },
+    }
+    (root / "eval" / "eval.json").write_text(json.dumps(result))
+
+
+def test_report_has_every_stage_plots_and_escapes_text(tmp_path):
+    make_run(tmp_path)
+    page = write_report(tmp_path).read_text()
+    for name in ("crawl", "filter", "dedup", "pretrain", "eval", "report"):
+        assert f"id='{name}'" in page
+    assert "not run" in page  # crawl did not run here
+    # time per stage + removals + cluster sizes + the loss curve: at least four plots inline
+    assert page.count("data:image/png;base64,") >= 4
+    assert "0.75" in page and "42" in page
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_report_command_writes_the_page(tmp_path, capsys):
+    make_run(tmp_path)
+    assert main(["report", str(tmp_path)]) == 0
+    assert (tmp_path / "report.html").exists()
+    assert "report.html" in capsys.readouterr().out
