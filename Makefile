@@ -35,8 +35,9 @@ format: venv
 test: venv browser lint
 	$(BIN)/python -m pytest -q tests
 
+# The whole lifecycle on the embedded config (configs/demo.yaml); rerunning skips what is done.
 demo: venv
-	PATH="$(CURDIR)/$(BIN):$$PATH" bash configs/demo.sh
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/natal run --output runs/demo
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

@@ -206,6 +206,28 @@ class LearnerWorker:
         """The policy's weights as numpy arrays (the cheapest form through the object store)."""
         return {k: v.detach().cpu().numpy() for k, v in self.policy.state_dict().items()}
 
+    def open_weight_group(
+        self, host: str, port: int, world: int, backend: str, timeout_s: float
+    ) -> int:
+        """Rank 0 of the broadcast group shared with the rollout actors (see actors/weights)."""
+        from actors.weights import make_group
+
+        self.weight_group = make_group(backend, host, port, 0, world, timeout_s)
+        return 0
+
+    def weight_spec(self) -> list[tuple[str, tuple[int, ...], str]]:
+        from actors.weights import state_spec
+
+        return state_spec(self.policy.state_dict())
+
+    def broadcast_weights(self) -> float:
+        """Send the policy to every rollout actor of the group; returns seconds."""
+        from actors.weights import send_state
+
+        started = time.perf_counter()
+        send_state(self.weight_group, self.policy.state_dict(), self.device)
+        return time.perf_counter() - started
+
     def greedy(self, prompts: list[list[int]], max_new_tokens: int) -> list[list[int]]:
         """transformers' greedy answers, to check a rollout engine against after a sync."""
         answers = []

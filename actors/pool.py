@@ -40,8 +40,17 @@ def split(items: list[Any], parts: int) -> list[list[Any]]:
 
 
 class RolloutPool:
-    def __init__(self, actors: list[Any], timeout: float, max_redispatch: int = 3) -> None:
+    def __init__(
+        self,
+        actors: list[Any],
+        timeout: float,
+        max_redispatch: int = 3,
+        current_state: Any = None,
+    ) -> None:
+        """``current_state()``: the learner's weights, for reviving an actor when the last
+        sync went by broadcast (nothing in the object store to reload from)."""
         self.actors = actors
+        self.current_state = current_state
         self.timeout = timeout
         self.max_redispatch = max_redispatch
         self.weights_ref: Any = None
@@ -95,6 +104,8 @@ class RolloutPool:
                 if time.monotonic() > deadline:
                     raise ActorTimeout(f"rollout actor {i} did not come back") from None
                 time.sleep(0.5)
+        if self.weights_ref is None and self.current_state is not None and self.version:
+            self.weights_ref = ray.put(self.current_state())
         if self.weights_ref is not None:
             get(
                 self.actors[i].load_weights.remote(self.weights_ref, self.version),
@@ -115,6 +126,18 @@ class RolloutPool:
                 self.restarts += 1
                 self._revive(i)
         return seconds
+
+    def sync_broadcast(self, learner: Any, spec: Any, version: int) -> float:
+        """Broadcast from learner rank 0 through the weight group; returns the slowest load."""
+        self.weights_ref = None  # the object store no longer holds the current weights
+        self.version = version
+        receives = [a.receive_weights.remote(spec, version) for a in self.actors]
+        send = learner.broadcast_weights.remote()
+        seconds = [
+            get(r, self.timeout, f"rollout actor {i} (weights)") for i, r in enumerate(receives)
+        ]
+        get(send, self.timeout, "learner 0 (weight broadcast)")
+        return max(seconds)
 
     def greedy(self, prompts: list[list[int]], max_new_tokens: int) -> list[list[int]]:
         return get(

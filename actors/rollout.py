@@ -127,6 +127,27 @@ class RolloutWorker:
         self.weight_version = version
         return time.perf_counter() - started
 
+    def join_weight_group(
+        self, host: str, port: int, rank: int, world: int, backend: str, timeout_s: float
+    ) -> int:
+        """Join the learner's broadcast group (see actors/weights) as ``rank``."""
+        from actors.weights import make_group
+
+        self.weight_group = make_group(backend, host, port, rank, world, timeout_s)
+        return rank
+
+    def receive_weights(self, spec: list[tuple[str, tuple[int, ...], str]], version: int) -> float:
+        """Receive the policy broadcast by the learner and load it; returns seconds."""
+        import torch
+
+        from actors.weights import receive_state
+
+        started = time.perf_counter()
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self._reload(receive_state(self.weight_group, spec, device))
+        self.weight_version = version
+        return time.perf_counter() - started
+
     def _reload(self, tensors: dict[str, Any]) -> None:
         from actors.engine import engine_worker
 

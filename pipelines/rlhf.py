@@ -135,7 +135,7 @@ class RLHFLoop:
             )
             for i in range(cfg.rollout_actors)
         ]
-        self.pool = RolloutPool(rollouts, cfg.actor_timeout_s)
+        self.pool = RolloutPool(rollouts, cfg.actor_timeout_s, current_state=self._learner_state)
         self.reward = reward_actor(cfg.reward_cpus).remote(
             cfg.reward_model,
             cfg.reward_fns,
@@ -170,10 +170,40 @@ class RLHFLoop:
                     cfg.actor_timeout_s,
                     f"learner {rank}",
                 )
+        if cfg.weight_sync == "broadcast":
+            self.form_weight_group()
         infos = self.pool.wait_ready()
         self.check_vocab(infos[0]["vocab_size"], infos[0]["max_model_len"])
         self.pool.version = self.start_step
         get(self.reward.score.remote([], []), cfg.actor_timeout_s, "reward actor (start-up)")
+
+    def _learner_state(self) -> dict[str, Any]:
+        from actors.pool import get
+
+        return get(self.learners[0].state_numpy.remote(), self.cfg.actor_timeout_s, "learner 0")
+
+    def form_weight_group(self) -> None:
+        """Learner 0 + every rollout actor in one broadcast group (again after a restart)."""
+        from actors.pool import get
+
+        cfg, actors = self.cfg, self.pool.actors
+        host, port = get(self.learners[0].address.remote(), cfg.actor_timeout_s, "learner 0")
+        world, backend = 1 + len(actors), "nccl" if cfg.use_gpu else "gloo"
+        refs = [
+            a.join_weight_group.remote(host, port, i + 1, world, backend, cfg.actor_timeout_s)
+            for i, a in enumerate(actors)
+        ]
+        refs.append(
+            self.learners[0].open_weight_group.remote(
+                host, port, world, backend, cfg.actor_timeout_s
+            )
+        )
+        for i, ref in enumerate(refs):
+            get(ref, cfg.actor_timeout_s, f"weight group member {i}")
+        self.weight_spec = get(
+            self.learners[0].weight_spec.remote(), cfg.actor_timeout_s, "learner 0"
+        )
+        self.group_restarts = self.pool.restarts
 
     def check_vocab(self, engine_vocab: int, max_model_len: int) -> None:
         if len(self.tokenizer) > engine_vocab:
@@ -210,7 +240,14 @@ class RLHFLoop:
         prompts = [(i, self.encoded[i]) for i in indices]
         return self.pool.submit(prompts, self.gen_params()), indices
 
-    def train_on(self, samples: list[Any], step: int, times: dict[str, float]) -> dict[str, Any]:
+    def train_on(
+        self,
+        samples: list[Any],
+        step: int,
+        times: dict[str, float],
+        before_sync: Any = None,
+    ) -> dict[str, Any]:
+        """Score, train and sync one step's samples; ``before_sync()`` runs just before the sync."""
         from actors.pool import get, split
 
         cfg = self.cfg
@@ -256,9 +293,15 @@ class RLHFLoop:
         ]
         results = [get(r, cfg.actor_timeout_s, f"learner {i}") for i, r in enumerate(refs)]
         times["train"] = time.perf_counter() - started
+        if before_sync is not None:
+            before_sync()
         started = time.perf_counter()
-        state = get(self.learners[0].state_numpy.remote(), cfg.actor_timeout_s, "learner 0")
-        load_seconds = self.pool.sync(state, step)
+        if cfg.weight_sync == "broadcast":
+            if self.pool.restarts != self.group_restarts:  # a restarted actor left the group
+                self.form_weight_group()
+            load_seconds = self.pool.sync_broadcast(self.learners[0], self.weight_spec, step)
+        else:
+            load_seconds = self.pool.sync(self._learner_state(), step)
         times["sync"] = time.perf_counter() - started
         row = step_metrics(samples, scores, step)
         for key in results[0]:
@@ -277,15 +320,28 @@ class RLHFLoop:
         bar = _progress(cfg.steps, self.start_step)
         pending, _ = self.submit_generation() if self.start_step < cfg.steps else (None, [])
         step_started = time.perf_counter()
+        ready: list[Any] | None = None
+
+        def drain() -> None:
+            # A broadcast reaches an engine only after the generation queued before it: take
+            # that generation's samples first, so a crash there is handled before the sync.
+            nonlocal ready
+            ready = self.pool.collect(pending, self.gen_params())
+
         try:
             for step in range(self.start_step + 1, cfg.steps + 1):
                 times: dict[str, float] = {}
                 started = time.perf_counter()
-                samples = self.pool.collect(pending, self.gen_params())
+                samples = (
+                    ready if ready is not None else self.pool.collect(pending, self.gen_params())
+                )
+                ready = None
                 times["generate"] = time.perf_counter() - started
-                if cfg.mode == "async" and step < cfg.steps:
+                overlap = cfg.mode == "async" and step < cfg.steps
+                if overlap:
                     pending, _ = self.submit_generation()  # overlaps training of this step
-                row = self.train_on(samples, step, times)
+                hook = drain if overlap and cfg.weight_sync == "broadcast" else None
+                row = self.train_on(samples, step, times, hook)
                 if cfg.mode == "sync" and step < cfg.steps:
                     pending, _ = self.submit_generation()
                 elapsed = time.perf_counter() - step_started

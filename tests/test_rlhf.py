@@ -119,7 +119,7 @@ def test_grpo_learns_a_verifiable_task_and_resumes(ray_cluster, policy, prompts,
 
 
 @pytest.mark.slow
-def test_ppo_async_survives_a_rollout_crash_and_counts_reward_errors(
+def test_ppo_with_broadcast_sync_improves_and_survives_a_rollout_crash(
     ray_cluster, policy, prompts, tmp_path
 ):
     out = tmp_path / "ppo"
@@ -129,25 +129,67 @@ def test_ppo_async_survives_a_rollout_crash_and_counts_reward_errors(
         SMALL
         + [
             "rlhf.algo=ppo",
+            "rlhf.weight_sync=broadcast",
+            "rlhf.reward_fns=[pipelines.rewards:digit_fraction]",
+            "rlhf.steps=14",
+            "rlhf.prompts_per_step=4",
+            "rlhf.group_size=8",
+            "rlhf.max_new_tokens=12",
+            "rlhf.lr=0.005",
+            "rlhf.critic_lr=0.005",
+            "rlhf.kl_coef=0.0",
+            "rlhf.checkpoint_every=0",
+        ],
+    )
+    rlhf.run(cfg, policy, prompts, str(out), {"crash_once_marker": str(marker)})
+    rows = metrics(out)
+    assert marker.exists()  # the rollout actor did die once, in the first generation
+    assert rows[-1]["rollout_restarts"] >= 1
+    # every prompt of every step was answered group_size times despite the crash
+    assert all(r["samples"] == 32 for r in rows)
+    assert all("value_loss" in r and math.isfinite(r["value_loss"]) for r in rows)
+    early = sum(r["reward_mean"] for r in rows[:3]) / 3
+    late = sum(r["reward_mean"] for r in rows[-3:]) / 3
+    assert late > early + 0.1, (early, late)
+
+
+@pytest.mark.slow
+def test_rloo_async_with_a_trained_reward_model_and_a_failing_rule(
+    ray_cluster, policy, prompts, tmp_path
+):
+    from pipelines import reward
+
+    preferences = tmp_path / "preferences.jsonl"
+    rows = [
+        {"prompt": f"Write numbers, item {i}:", "responses": ["1 2 3 4 5", "the cat sat"]}
+        for i in range(16)
+    ]
+    preferences.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rm_cfg = load_config(None, ["reward.max_steps=2", "reward.micro_batch=4"])
+    reward.run(rm_cfg, model=policy, data=[str(preferences)], output=str(tmp_path / "rm"))
+    out = tmp_path / "rloo"
+    cfg = load_config(
+        None,
+        SMALL
+        + [
+            "rlhf.algo=rloo",
             "rlhf.mode=async",
-            "rlhf.reward_fns=[pipelines.rewards:digit_fraction, toy_rewards:flaky]",
-            "rlhf.steps=4",
+            f"rlhf.reward_model={tmp_path / 'rm' / 'final'}",
+            "rlhf.reward_fns=[toy_rewards:flaky]",
+            "rlhf.steps=3",
             "rlhf.prompts_per_step=4",
             "rlhf.group_size=4",
             "rlhf.max_new_tokens=8",
         ],
     )
-    stats = rlhf.run(cfg, policy, prompts, str(out), {"crash_once_marker": str(marker)})
+    stats = rlhf.run(cfg, policy, prompts, str(out))
     rows = metrics(out)
-    assert marker.exists()  # the rollout actor did die once
-    assert rows[-1]["rollout_restarts"] >= 1
-    # every prompt of every step was answered exactly group_size times despite the crash
     assert all(r["samples"] == 16 for r in rows)
-    assert all(r["trained_samples"] + r["reward_errors"] <= 16 for r in rows)
-    assert sum(r["reward_errors"] for r in rows) > 0
+    assert sum(r["reward_errors"] for r in rows) > 0  # the failing rule is counted...
     assert any(k.startswith("reward_error: toy_rewards:flaky") for k in stats["counts"])
-    assert all("value_loss" in r and math.isfinite(r["value_loss"]) for r in rows)
+    assert all(r["trained_samples"] + r["reward_errors"] <= 16 for r in rows)  # ...and left out
     assert [r["staleness"] for r in rows[1:]] == [1.0] * (len(rows) - 1)  # one step off-policy
+    assert all(math.isfinite(r["reward_mean"]) for r in rows)  # scored by the reward model
 
 
 @pytest.mark.slow
