@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -116,94 +114,18 @@ class RLHFLoop:
     # actors ---------------------------------------------------------------------------------
 
     def start_actors(self) -> None:
-        from actors.learner import learner_actor
-        from actors.pool import RolloutPool, get
-        from actors.reward import reward_actor
-        from actors.rollout import rollout_actor
+        from actors.group import ActorGroup
 
-        cfg = self.cfg
-        gpu = 1 if cfg.use_gpu else 0
-        rollout_cls = rollout_actor(cfg.rollout_cpus, gpu)
-        rollouts = [
-            rollout_cls.remote(
-                self.policy_dir,
-                kv_cache_mb=cfg.kv_cache_mb,
-                seed=cfg.seed + i,
-                cpu_bind=None if cfg.use_gpu else str(i % max(os.cpu_count() or 1, 1)),
-                weight_version=self.start_step,
-                **self.rollout_kwargs,
-            )
-            for i in range(cfg.rollout_actors)
-        ]
-        self.pool = RolloutPool(rollouts, cfg.actor_timeout_s, current_state=self._learner_state)
-        self.reward = reward_actor(cfg.reward_cpus).remote(
-            cfg.reward_model,
-            cfg.reward_fns,
-            cfg.reward_model_weight,
-            cfg.reward_fn_weight,
-            search_path=[p for p in sys.path if p and os.path.isdir(p)],
+        self.actors = ActorGroup(
+            self.cfg,
+            self.policy_dir,
+            self.reference_dir,
+            str(self.checkpoint) if self.checkpoint else None,
+            self.start_step,
+            self.rollout_kwargs,
         )
-        settings = {
-            k: getattr(cfg, k)
-            for k in (
-                "algo lr critic_lr kl_coef kl_estimator clip_eps value_clip gamma lam epochs "
-                "minibatch_size grad_clip seed"
-            ).split()
-        }
-        learner_cls = learner_actor(cfg.learner_cpus, gpu)
-        critic = str(self.checkpoint / "critic") if self.checkpoint and cfg.algo == "ppo" else None
-        self.learners = [
-            learner_cls.remote(self.policy_dir, settings, critic, self.reference_dir)
-            for _ in range(cfg.learners)
-        ]
-        master = get(self.learners[0].address.remote(), cfg.actor_timeout_s, "learner 0")
-        joins = [
-            lrn.join_group.remote(rank, cfg.learners, master)
-            for rank, lrn in enumerate(self.learners)
-        ]
-        for rank, ref in enumerate(joins):
-            get(ref, cfg.actor_timeout_s, f"learner {rank} (process group)")
-        if self.checkpoint:
-            for rank, lrn in enumerate(self.learners):
-                get(
-                    lrn.load_optimizer.remote(str(self.checkpoint)),
-                    cfg.actor_timeout_s,
-                    f"learner {rank}",
-                )
-        if cfg.weight_sync == "broadcast":
-            self.form_weight_group()
-        infos = self.pool.wait_ready()
-        self.check_vocab(infos[0]["vocab_size"], infos[0]["max_model_len"])
-        self.pool.version = self.start_step
-        get(self.reward.score.remote([], []), cfg.actor_timeout_s, "reward actor (start-up)")
-
-    def _learner_state(self) -> dict[str, Any]:
-        from actors.pool import get
-
-        return get(self.learners[0].state_numpy.remote(), self.cfg.actor_timeout_s, "learner 0")
-
-    def form_weight_group(self) -> None:
-        """Learner 0 + every rollout actor in one broadcast group (again after a restart)."""
-        from actors.pool import get
-
-        cfg, actors = self.cfg, self.pool.actors
-        host, port = get(self.learners[0].address.remote(), cfg.actor_timeout_s, "learner 0")
-        world, backend = 1 + len(actors), "nccl" if cfg.use_gpu else "gloo"
-        refs = [
-            a.join_weight_group.remote(host, port, i + 1, world, backend, cfg.actor_timeout_s)
-            for i, a in enumerate(actors)
-        ]
-        refs.append(
-            self.learners[0].open_weight_group.remote(
-                host, port, world, backend, cfg.actor_timeout_s
-            )
-        )
-        for i, ref in enumerate(refs):
-            get(ref, cfg.actor_timeout_s, f"weight group member {i}")
-        self.weight_spec = get(
-            self.learners[0].weight_spec.remote(), cfg.actor_timeout_s, "learner 0"
-        )
-        self.group_restarts = self.pool.restarts
+        info = self.actors.start()
+        self.check_vocab(info["vocab_size"], info["max_model_len"])
 
     def check_vocab(self, engine_vocab: int, max_model_len: int) -> None:
         if len(self.tokenizer) > engine_vocab:
@@ -217,12 +139,6 @@ class RLHFLoop:
                 f"{self.cfg.max_prompt_tokens + self.cfg.max_new_tokens} exceeds the model's "
                 f"context of {max_model_len} tokens"
             )
-
-    def shutdown(self) -> None:
-        import ray
-
-        for actor in [*self.pool.actors, self.reward, *self.learners]:
-            ray.kill(actor)
 
     # one step -------------------------------------------------------------------------------
 
@@ -238,7 +154,7 @@ class RLHFLoop:
     def submit_generation(self) -> tuple[list[Any], list[int]]:
         indices = self.cursor.take(self.cfg.prompts_per_step)
         prompts = [(i, self.encoded[i]) for i in indices]
-        return self.pool.submit(prompts, self.gen_params()), indices
+        return self.actors.pool.submit(prompts, self.gen_params()), indices
 
     def train_on(
         self,
@@ -248,16 +164,10 @@ class RLHFLoop:
         before_sync: Any = None,
     ) -> dict[str, Any]:
         """Score, train and sync one step's samples; ``before_sync()`` runs just before the sync."""
-        from actors.pool import get, split
-
         cfg = self.cfg
         started = time.perf_counter()
         texts = [self.rows[s.prompt_index]["prompt"] for s in samples]
-        scored = get(
-            self.reward.score.remote(texts, [s.text for s in samples]),
-            cfg.actor_timeout_s,
-            "reward actor",
-        )
+        scored = self.actors.score(texts, [s.text for s in samples])
         times["score"] = time.perf_counter() - started
         self.errors.update(scored["errors"])
         keep = [i for i, v in enumerate(scored["scores"]) if not math.isnan(v)]
@@ -283,25 +193,12 @@ class RLHFLoop:
             if s.response_ids
         ]
         started = time.perf_counter()
-        if len(batch) < len(self.learners):
-            raise InputError(
-                f"step {step}: {len(batch)} usable answers for {len(self.learners)} learners"
-            )
-        shards = split(batch, len(self.learners))
-        refs = [
-            lrn.train_step.remote(shard) for lrn, shard in zip(self.learners, shards, strict=True)
-        ]
-        results = [get(r, cfg.actor_timeout_s, f"learner {i}") for i, r in enumerate(refs)]
+        results = self.actors.train(batch)
         times["train"] = time.perf_counter() - started
         if before_sync is not None:
             before_sync()
         started = time.perf_counter()
-        if cfg.weight_sync == "broadcast":
-            if self.pool.restarts != self.group_restarts:  # a restarted actor left the group
-                self.form_weight_group()
-            load_seconds = self.pool.sync_broadcast(self.learners[0], self.weight_spec, step)
-        else:
-            load_seconds = self.pool.sync(self._learner_state(), step)
+        load_seconds = self.actors.sync(step)
         times["sync"] = time.perf_counter() - started
         row = step_metrics(samples, scores, step)
         for key in results[0]:
@@ -326,14 +223,16 @@ class RLHFLoop:
             # A broadcast reaches an engine only after the generation queued before it: take
             # that generation's samples first, so a crash there is handled before the sync.
             nonlocal ready
-            ready = self.pool.collect(pending, self.gen_params())
+            ready = self.actors.pool.collect(pending, self.gen_params())
 
         try:
             for step in range(self.start_step + 1, cfg.steps + 1):
                 times: dict[str, float] = {}
                 started = time.perf_counter()
                 samples = (
-                    ready if ready is not None else self.pool.collect(pending, self.gen_params())
+                    ready
+                    if ready is not None
+                    else self.actors.pool.collect(pending, self.gen_params())
                 )
                 ready = None
                 times["generate"] = time.perf_counter() - started
@@ -353,7 +252,7 @@ class RLHFLoop:
                     samples_per_s=len(samples) / elapsed,
                     tokens_per_s=tokens / elapsed,
                     step_seconds=elapsed,
-                    rollout_restarts=self.pool.restarts,
+                    rollout_restarts=self.actors.pool.restarts,
                     **{f"time_{k}": v for k, v in times.items()},
                 )
                 row["sync_share"] = times["sync"] / elapsed
@@ -364,20 +263,14 @@ class RLHFLoop:
             self.export()
         finally:
             bar.close()
-            self.shutdown()
+            self.actors.shutdown()
         return self.summary()
 
     # persistence ----------------------------------------------------------------------------
 
     def save_checkpoint(self, step: int) -> Path:
-        from actors.pool import get
-
         directory = self.output / CHECKPOINTS / f"step_{step}"
-        get(
-            self.learners[0].save.remote(str(directory), self.tokenizer_dir),
-            self.cfg.actor_timeout_s,
-            "learner 0 (checkpoint)",
-        )
+        self.actors.save(str(directory), self.tokenizer_dir)
         state = {"step": step, "position": self.cursor.position}
         (directory / "state.json").write_text(json.dumps(state))
         for old in (self.output / CHECKPOINTS).glob("step_*"):
