@@ -135,4 +135,11 @@ def run_lifecycle_eval(cfg: NatalConfig, root: Path, prompts_file: str) -> dict[
     for key in ("reward_policy", "reward_baseline", "win_rate"):
         result[key] = round(comparison[key], 4)
     result["val_ppl"] = round(result["pretrain"]["val_ppl"], 2)
+    if comparison["examples"]:  # one answer before/after, shown in the stage's summary
+        example = comparison["examples"][0]
+        result.update(
+            example_prompt=example["prompt"],
+            answer_before_rlhf=example["baseline"],
+            answer_after_rlhf=example["policy"],
+        )
     return {k: v for k, v in result.items() if k not in ("rlhf_vs_sft", "pretrain")}

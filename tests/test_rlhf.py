@@ -174,6 +174,7 @@ def test_rloo_async_with_a_trained_reward_model_and_a_failing_rule(
         + [
             "rlhf.algo=rloo",
             "rlhf.mode=async",
+            "rlhf.learners=2",  # data-parallel learners in their own gloo group
             f"rlhf.reward_model={tmp_path / 'rm' / 'final'}",
             "rlhf.reward_fns=[toy_rewards:flaky]",
             "rlhf.steps=3",
@@ -190,6 +191,7 @@ def test_rloo_async_with_a_trained_reward_model_and_a_failing_rule(
     assert all(r["trained_samples"] + r["reward_errors"] <= 16 for r in rows)  # ...and left out
     assert [r["staleness"] for r in rows[1:]] == [1.0] * (len(rows) - 1)  # one step off-policy
     assert all(math.isfinite(r["reward_mean"]) for r in rows)  # scored by the reward model
+    assert all(math.isfinite(r["policy_loss"]) for r in rows)
 
 
 @pytest.mark.slow
