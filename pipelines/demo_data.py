@@ -20,6 +20,8 @@ from typing import Any
 JUDGE = "rule-judge (stands in for human raters: word overlap with the module's docs)"
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]+")
 _MODULE_PAGE = re.compile(r"/([A-Za-z_][\w.]*)\.html$")
+# pages of modules without a docstring open with inherited method docs: not a description
+_NO_DESCRIPTION = ("Initialize self", "See help(type", "Create and return a new object")
 
 
 def module_name(url: str) -> str | None:
@@ -46,8 +48,11 @@ def qa_items(documents: list[dict[str, Any]], min_words: int = 20) -> list[dict[
     for doc in documents:
         name = module_name(doc.get("url", ""))
         text = doc.get("text") or ""
+        answer = summary(text)
+        if any(marker in answer for marker in _NO_DESCRIPTION):
+            continue
         if name and len(text.split()) >= min_words and name not in items:
-            items[name] = {"module": name, "prompt": question(name), "answer": summary(text)}
+            items[name] = {"module": name, "prompt": question(name), "answer": answer}
     return [items[k] for k in sorted(items)]
 
 
