@@ -5,6 +5,7 @@ Every stage reads and writes through here, so ``s3://bucket/x`` and ``/tmp/x`` b
 
 from __future__ import annotations
 
+import os
 import posixpath
 from collections.abc import Iterable
 
@@ -35,6 +36,11 @@ def join(base: str, *parts: str) -> str:
     if "://" in base:
         return posixpath.join(base, *parts)
     return posixpath.join(base, *parts) if base else posixpath.join(*parts)
+
+
+def absolute(uri: str) -> str:
+    """A local path made absolute (Ray workers may run elsewhere than the driver); URLs as is."""
+    return uri if "://" in uri else os.path.abspath(uri)
 
 
 def _full(fs: fsspec.AbstractFileSystem, uri: str, path: str) -> str:
