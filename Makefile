@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.natal-installed
 
-.PHONY: venv demo test lint format browser clean
+.PHONY: venv demo test lint format browser bench-venv clean
 
 venv: $(STAMP)
 
@@ -38,6 +38,12 @@ test: venv browser lint
 # The whole lifecycle on the embedded config (configs/demo.yaml); rerunning skips what is done.
 demo: venv
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/natal run --output runs/demo
+
+# datatrove with its processing extra (trafilatura < 1.12) for benchmarks/ingest.py; the other
+# benchmarks' peers install into .venv: pip install -e '.[bench]'
+bench-venv:
+	test -x .bench-venv/bin/python || $(PYTHON) -m venv .bench-venv
+	.bench-venv/bin/pip install -q "datatrove[io,processing]==0.10.1" spacy lxml_html_clean py3langid==0.4.0
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

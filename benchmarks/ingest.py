@@ -8,7 +8,7 @@ datatrove's WarcReader asks libmagic, which calls 60% of these pages "not HTML" 
 - natal: ``natal ingest`` (resiliparse or the configured extractor, py3langid) then
   ``natal filter`` (URL, language, Gopher, C4, FineWeb, PII), on a fresh local Ray cluster of
   N CPUs, after a warm-up on one file (Ray start and warm-up are reported, not timed).
-- datatrove 0.10.1 (in ``/work/bench-venv``, see ``benchmarks/ingest_datatrove.py``):
+- datatrove 0.10.1 (in ``.bench-venv``: ``make bench-venv``):
   WarcReader → Trafilatura → language (py3langid) → GopherRepetition → GopherQuality → C4 →
   FineWeb → PII → ParquetWriter, ``LocalPipelineExecutor`` with N workers, one task per file.
 
@@ -53,7 +53,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "web-html-warc"
-BENCH_PYTHON = Path(os.environ.get("NATAL_BENCH_PYTHON", "/work/bench-venv/bin/python"))
+BENCH_PYTHON = Path(
+    os.environ.get(
+        "NATAL_BENCH_PYTHON", Path(__file__).resolve().parent.parent / ".bench-venv/bin/python"
+    )
+)
 DATATROVE_SCRIPT = ROOT / "benchmarks" / "ingest_datatrove.py"
 
 
@@ -212,7 +216,7 @@ def main() -> None:
     if not args.data.is_dir():
         sys.exit(f"no data at {args.data} (needs ../shared/data/web-html-warc)")
     if not BENCH_PYTHON.exists():
-        sys.exit(f"no datatrove venv at {BENCH_PYTHON}: see benchmarks/ingest_datatrove.py")
+        sys.exit(f"no datatrove venv at {BENCH_PYTHON}: run `make bench-venv` first")
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="natal-bench-ingest-"))
     corpus = work / "corpus"
     pages, html = build_corpus(args.data, args.target_mb, corpus)

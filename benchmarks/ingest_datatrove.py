@@ -1,9 +1,7 @@
-"""datatrove's side of ``benchmarks/ingest.py``; runs in its own venv (``/work/bench-venv``).
+"""datatrove's side of ``benchmarks/ingest.py``; runs in its own venv (``.bench-venv``).
 
-datatrove 0.10 pins trafilatura < 1.12, which conflicts with natal's trafilatura 2.3, so it is
-not installed in natal's venv. Set it up once with:
-``python3.11 -m venv /work/bench-venv && /work/bench-venv/bin/pip install
-"datatrove[io,processing]==0.10.1" spacy lxml_html_clean py3langid==0.4.0``.
+datatrove 0.10's processing extra pins trafilatura < 1.12, which conflicts with natal's
+trafilatura 2.3, so it lives in a venv of its own: ``make bench-venv`` builds it.
 
 Two commands, each printing one JSON line:
 - ``pipeline DIR OUT --workers N``: WarcReader → Trafilatura → language (py3langid, as natal)
