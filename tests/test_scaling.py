@@ -1,0 +1,289 @@
+"""Scaling up and down on Ray's own autoscaler, and surviving a lost node mid-stage.
+
+Each test owns its Ray head (a subprocess; never `ray stop`, never AutoscalingCluster, which
+runs `ray stop --force`) and drives it from a child Python process, so the suite's session
+cluster in this process is untouched. The drivers size their work with cluster.resources,
+as natal's stages do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT
+from ray_head import RayHead
+
+pytestmark = pytest.mark.slow
+
+# A stage's tasks, sized by resources.data_task_resources (1 CPU each), all submitted at once
+# (Ray Data holds tasks back to what the cluster has now, and asks the autoscaler only after
+# ~30 s: plain tasks show the autoscaler's behaviour directly). Records the most nodes alive
+# while they run and, after, how long until the idle nodes are gone.
+AUTOSCALE_DRIVER = """
+import json, sys, threading, time
+import ray
+from cluster.config import load_config
+from cluster.resources import data_task_resources
+
+address, tasks, sleep_s = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+cfg = load_config(overrides=["resources.data_cpus_per_task=1"])
+ray.init(address=address, log_to_driver=False)
+
+def alive():
+    return sum(1 for node in ray.nodes() if node["Alive"])
+
+@ray.remote(**data_task_resources(cfg))
+def shard(i):
+    time.sleep(sleep_s)
+    return i, ray.get_runtime_context().get_node_id()
+
+start = time.monotonic()
+refs = [shard.remote(i) for i in range(tasks)]
+peak, timeline = alive(), []
+while len(ray.wait(refs, num_returns=len(refs), timeout=0)[0]) < len(refs):
+    peak = max(peak, alive())
+    timeline.append((round(time.monotonic() - start, 1), alive()))
+    time.sleep(0.5)
+done = ray.get(refs)
+result = {"ids": sorted(i for i, _ in done), "nodes_used": len({n for _, n in done})}
+result["peak_nodes"], result["work_s"] = peak, round(time.monotonic() - start, 1)
+ended = time.monotonic()
+while alive() > 1 and time.monotonic() - ended < 90:
+    time.sleep(1)
+result["nodes_after_idle"], result["scale_down_s"] = alive(), round(time.monotonic() - ended, 1)
+result["timeline"] = timeline[::4]
+print("RESULT " + json.dumps(result))
+"""
+
+
+def run_driver(script: str, *args: str, timeout: float = 300) -> dict:
+    """Run a driver script in a child Python (``ray.init`` there, not here); its RESULT line.
+
+    The child gets its own process group, killed whole on a timeout: a Cluster it started
+    does not outlive it.
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script), *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"driver ran over {timeout} s: {stdout[-2000:]}{stderr[-2000:]}")
+    lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, stdout[-3000:] + stderr[-3000:]
+    return json.loads(lines[-1].removeprefix("RESULT "))
+
+
+def fake_cluster_config(path: Path, head: RayHead, max_workers: int) -> Path:
+    """Ray's fake multi-node provider: the autoscaler starts 'nodes' as local raylets."""
+    config = {
+        "cluster_name": "natal-fake",
+        "max_workers": max_workers,
+        "idle_timeout_minutes": 0.1,
+        "upscaling_speed": 10.0,
+        "provider": {
+            "type": "fake_multinode",
+            "gcs_address": head.address,
+            "disable_launch_config_check": True,
+            "disable_node_updaters": True,
+            "use_node_id_as_ip": True,
+            "launch_multiple": True,
+        },
+        "auth": {"ssh_user": "ubuntu"},
+        "head_node_type": "ray.head.default",
+        "available_node_types": {
+            "ray.head.default": {"resources": {"CPU": 1}, "node_config": {}, "max_workers": 0},
+            "ray.worker.cpu": {
+                "resources": {"CPU": 1},
+                "node_config": {},
+                "min_workers": 0,
+                "max_workers": max_workers,
+            },
+        },
+        "file_mounts": {},
+        "cluster_synced_files": [],
+        "file_mounts_sync_continuously": False,
+        "initialization_commands": [],
+        "setup_commands": [],
+        "head_setup_commands": [],
+        "worker_setup_commands": [],
+        "head_start_ray_commands": [],
+        "worker_start_ray_commands": [],
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_autoscaler_adds_nodes_for_pending_work_and_removes_idle_ones(tmp_path: Path) -> None:
+    head = RayHead(num_cpus=1, dashboard=False)
+    config = fake_cluster_config(tmp_path / "autoscale.yaml", head, max_workers=2)
+    head.cmd.append(f"--autoscaling-config={config}")
+    head.env.update(AUTOSCALER_UPDATE_INTERVAL_S="1", RAY_FAKE_CLUSTER="1")
+    head.start()
+    try:
+        started = time.monotonic()
+        result = run_driver(AUTOSCALE_DRIVER, head.address, "6", "3")
+        print(f"autoscaler: {result} ({time.monotonic() - started:.0f} s)")
+    finally:
+        head.stop()
+    assert result["ids"] == list(range(6))  # every task ran once, nothing lost
+    # Scaled up (2 nodes come one after the other on a busy machine), never past max_workers.
+    assert 2 <= result["peak_nodes"] <= 3, result["timeline"]
+    assert result["nodes_used"] >= 2  # the new nodes did the work, not only the head
+    assert result["nodes_after_idle"] == 1  # idle workers were removed again
+
+
+# ray.cluster_utils.Cluster (several raylets on this machine; its shutdown kills only its own
+# processes, no `ray stop`), built inside the child driver: a head and worker nodes A and B,
+# one CPU each. A data stage loses a node mid-run: Ray Data streams 8 blocks through 1-CPU
+# tasks; after the first batch arrives node A is killed (no graceful shutdown); Ray retries the
+# lost tasks and rebuilds lost blocks. Then elastic training (resources.train_min_workers=1,
+# pretrain.workers=2) on the head and B loses B after step 2: Ray Train restarts the worker
+# group with what is left (one worker) and the loop resumes from the latest checkpoint.
+NODE_LOSS_DRIVER = """
+import json, os, sys, tempfile, time
+import ray
+from ray.cluster_utils import Cluster
+from cluster.config import load_config
+from cluster.resources import data_task_resources, train_scaling_config
+
+temp_dir = sys.argv[1]
+
+def free_port():  # outside Ray's worker port range
+    import socket
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if not 10002 <= port <= 19999:
+            return port
+
+def ports():  # ports that default to fixed numbers another cluster on this machine may hold
+    names = ("dashboard_agent_listen_port", "metrics_export_port", "runtime_env_agent_port")
+    return {name: free_port() for name in names}
+
+cfg = load_config(overrides=[
+    "resources.data_cpus_per_task=1", "resources.train_min_workers=1",
+    "pretrain.workers=2", "pretrain.cpus_per_worker=1",
+])
+cluster = Cluster(
+    initialize_head=True,
+    connect=True,
+    head_node_args={"num_cpus": 1, "gcs_server_port": free_port(), "include_dashboard": False,
+                    "temp_dir": temp_dir, "ray_client_server_port": free_port(), **ports()},
+)
+node_a, node_b = cluster.add_node(num_cpus=1, **ports()), cluster.add_node(num_cpus=1, **ports())
+cluster.wait_for_nodes()
+clock = time.monotonic()
+result = {"seconds": {}}
+
+def lap(name):
+    global clock
+    result["seconds"][name], clock = round(time.monotonic() - clock, 1), time.monotonic()
+
+lap("cluster")
+
+def alive():
+    return sum(1 for node in ray.nodes() if node["Alive"])
+
+def double(batch):
+    time.sleep(0.5)
+    batch["twice"] = batch["id"] * 2
+    return batch
+
+ds = ray.data.range(64, override_num_blocks=8).map_batches(double, **data_task_resources(cfg))
+seen, nodes_before = [], alive()
+for i, batch in enumerate(ds.iter_batches(batch_size=8)):
+    if i == 0:
+        cluster.remove_node(node_a, allow_graceful=False)
+    seen += [(int(a), int(b)) for a, b in zip(batch["id"], batch["twice"])]
+result["data_pairs_ok"] = sorted(seen) == [(i, 2 * i) for i in range(64)]
+result["data_rows"], result["nodes"] = len(seen), [nodes_before, alive()]
+lap("data")
+
+import ray.train
+from ray.train import Checkpoint, FailureConfig, RunConfig
+from ray.train.torch import TorchTrainer
+
+killed = tempfile.mktemp(dir=temp_dir)
+storage = tempfile.mkdtemp(dir=temp_dir)
+log = os.path.join(storage, "attempts.jsonl")
+
+def loop(config):
+    ctx = ray.train.get_context()
+    start = 0
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as d:
+            start = json.load(open(os.path.join(d, "state.json")))["step"] + 1
+    if ctx.get_world_rank() == 0:
+        with open(config["log"], "a") as fh:
+            fh.write(json.dumps({"start": start, "workers": ctx.get_world_size()}) + "\\n")
+    for step in range(start, 5):
+        time.sleep(0.2)
+        with tempfile.TemporaryDirectory() as d:
+            json.dump({"step": step}, open(os.path.join(d, "state.json"), "w"))
+            ckpt = Checkpoint.from_directory(d) if ctx.get_world_rank() == 0 else None
+            ray.train.report({"step": step}, checkpoint=ckpt)
+        if step == 2 and start == 0 and ctx.get_world_rank() == 0:
+            open(config["killed"], "w").close()  # the driver removes node B now
+            time.sleep(30)  # Ray Train tears the group down around us before this ends
+
+import threading
+def remove_b_when_asked():
+    while not os.path.exists(killed):
+        time.sleep(0.2)
+    cluster.remove_node(node_b, allow_graceful=False)
+threading.Thread(target=remove_b_when_asked, daemon=True).start()
+
+trainer = TorchTrainer(
+    loop,
+    train_loop_config={"log": log, "killed": killed},
+    scaling_config=train_scaling_config(cfg, cfg.pretrain, elastic_resize_monitor_interval_s=5),
+    run_config=RunConfig(name="elastic", storage_path=storage,
+                         failure_config=FailureConfig(max_failures=2)),
+)
+fit = trainer.fit()
+result["attempts"] = [json.loads(line) for line in open(log)]
+result["final_step"] = json.load(open(os.path.join(fit.checkpoint.path, "state.json")))["step"]
+lap("train")
+ray.shutdown()
+cluster.shutdown()
+print("RESULT " + json.dumps(result))
+"""
+
+
+def test_a_lost_node_is_survived_by_data_and_training_stages() -> None:
+    temp_dir = tempfile.mkdtemp(prefix="nc", dir="/tmp")  # short: unix socket paths
+    try:
+        started = time.monotonic()
+        result = run_driver(NODE_LOSS_DRIVER, temp_dir)
+        print(f"node loss: {result} ({time.monotonic() - started:.0f} s)")
+    finally:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    assert result["nodes"] == [3, 2]  # node A really went away during the data stage
+    assert result["data_rows"] == 64 and result["data_pairs_ok"]  # every row, exactly once
+    first, *later = result["attempts"]
+    assert first == {"start": 0, "workers": 2}
+    # Resumed from a checkpoint (the one of step 2 may not have been committed when B died),
+    # with the one worker that still fits: resized, not restarted from scratch.
+    assert later and 1 <= later[0]["start"] <= 3 and later[0]["workers"] == 1
+    assert result["final_step"] == 4
