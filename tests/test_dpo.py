@@ -1,0 +1,61 @@
+"""``natal dpo``: the implicit-reward margin on the training pairs rises from zero."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+from tiny_chat import build_chat_model
+
+from cluster.config import load_config
+from pipelines import dpo, finetune
+from pipelines.preference_data import load_pairs
+from pipelines.stats import StageStats
+
+
+@pytest.mark.ray
+def test_dpo_raises_the_margin_on_its_training_pairs(ray_cluster, tmp_path):
+    model = build_chat_model(tmp_path / "model")
+    rng = random.Random(1)
+    records = []
+    for _ in range(48):
+        n = rng.randrange(21)
+        wrong = rng.choice([m for m in range(21) if m != n])
+        records.append({"prompt": f"Say the number {n}.", "chosen": f"{n}", "rejected": f"{wrong}"})
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in records))
+    cfg = load_config(
+        None,
+        [
+            "dpo.lr=1e-3",
+            "dpo.beta=0.5",
+            "dpo.micro_batch=8",
+            "dpo.warmup_steps=2",
+            "dpo.log_every=5",
+            "dpo.eval_every=0",
+            "dpo.checkpoint_every=0",
+            "dpo.max_seq_len=48",
+        ],
+        {"dpo.max_steps": 20},
+    )
+    stats = dpo.run(cfg, model, [str(data)], str(tmp_path / "run"))
+    assert stats["steps"] == 20
+    assert stats["train_margin"] > 0.2 and stats["train_accuracy"] > 0.7
+
+    # Check independently: the exported policy against the untouched reference. Before
+    # training the two are the same model, so every margin is exactly 0.
+    tokenizer = finetune.load_tokenizer(model)
+    pairs = load_pairs([str(data)], None, StageStats("t"))
+    examples = finetune.tokenize_pairs(tokenizer, pairs, 48, StageStats("t"))
+    batch = finetune.pair_batch(examples, tokenizer.pad_token_id)
+    policy = dpo.load_policy(str(tmp_path / "run" / "final")).eval()
+    reference = dpo.load_policy(model).eval()
+    with torch.no_grad():
+        before = dpo.dpo_metrics(reference, reference, batch, cfg.dpo)
+        after = dpo.dpo_metrics(policy, reference, batch, cfg.dpo)
+    assert before["margin"].item() == 0.0
+    assert after["margin"].item() > 0.2
+    assert after["accuracy"].item() > 0.7
+    assert after["loss"].item() < before["loss"].item()

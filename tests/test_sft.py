@@ -1,0 +1,128 @@
+"""``natal sft`` end to end on Ray Train, and the pieces it shares with reward and DPO."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tiny_chat import build_chat_model
+
+from cluster import cli
+from cluster.commands import CHAT_FORMATS, PAIR_FORMATS
+from cluster.config import load_config
+from pipelines import finetune, sft
+from pipelines.chat_data import CHAT_ADAPTERS
+from pipelines.preference_data import PREFERENCE_ADAPTERS
+
+
+@pytest.fixture(scope="module")
+def chat_model(tmp_path_factory) -> str:
+    return build_chat_model(tmp_path_factory.mktemp("model"))
+
+
+def turn(role, content):
+    return {"role": role, "content": content}
+
+
+def write_jsonl(path: Path, records) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return str(path)
+
+
+def test_cli_formats_are_the_adapters():
+    assert CHAT_FORMATS == list(CHAT_ADAPTERS)
+    assert PAIR_FORMATS == list(PREFERENCE_ADAPTERS)
+
+
+def test_holdout_and_stream_positions_are_global():
+    train, val = finetune.holdout(list(range(20)), 0.1, seed=0)
+    assert len(val) == 2 and sorted(train + val) == list(range(20))
+    assert finetune.holdout([1], 0.5, seed=0) == ([1], [])
+    items = list(range(10))
+    one = finetune.stream(items, 4, rank=0, world=1, position={}, seed=3)
+    seen = [x for _ in range(5) for x in next(one)[0]]
+    assert sorted(seen[:10]) == items and sorted(seen[10:20]) == items  # epochs are permutations
+    # Two ranks together consume the same sequence, and a resume continues it exactly.
+    r0 = finetune.stream(items, 2, rank=0, world=2, position={}, seed=3)
+    r1 = finetune.stream(items, 2, rank=1, world=2, position={}, seed=3)
+    (a, pos), (b, _) = next(r0), next(r1)
+    assert a + b == seen[:4] and pos == {"seen": 4}
+    resumed = finetune.stream(items, 4, rank=0, world=1, position=pos, seed=3)
+    assert next(resumed)[0] == seen[4:8]
+    chunks = list(finetune.eval_chunks(list(range(7)), 2, rank=1, world=2, max_chunks=5))
+    assert chunks == [[1, 3], [5]]
+
+
+def test_missing_data_is_one_line_error(chat_model, tmp_path, capsys):
+    model = chat_model
+    path = write_jsonl(tmp_path / "bad.jsonl", [{"messages": [turn("user", "only a question")]}])
+    code = cli.main(["sft", "--model", model, "--data", path, "--output", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "no usable conversations" in err and "no_assistant_turn" in err
+    code = cli.main(["sft", "--model", str(tmp_path), "--data", path, "--output", str(tmp_path)])
+    assert code == 2 and "not a tokenizer directory" in capsys.readouterr().err
+
+
+@pytest.mark.ray
+def test_sft_trains_on_conversations_end_to_end(ray_cluster, chat_model, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = chat_model
+    records = [
+        {"messages": [turn("user", f"Say the number {n}."), turn("assistant", f"{n}")]}
+        for n in range(21)
+        for _ in range(4)
+    ]
+    records += [
+        {
+            "messages": [
+                turn("user", "Say the number 3."),
+                turn("assistant", "3"),
+                turn("user", "Say the number 4."),
+                turn("assistant", "4"),
+            ]
+        },
+        {"messages": [turn("user", "no answer here")]},
+        {"messages": [turn("assistant", "out of order"), turn("user", "hi")]},
+    ]
+    data = write_jsonl(tmp_path / "chats.jsonl", records)
+    dolly = write_jsonl(
+        tmp_path / "dolly.jsonl", [{"instruction": "Say 5.", "context": "", "response": "5"}]
+    )
+    cfg = load_config(
+        None,
+        [
+            "sft.log_every=10",
+            "sft.eval_every=0",
+            "sft.checkpoint_every=20",
+            "sft.micro_batch=8",
+            "sft.max_seq_len=64",
+            "sft.lr=3e-3",
+            "sft.warmup_steps=2",
+            "sft.sample_tokens=4",
+            "sft.sample_prompt=Say the number 7.",
+        ],
+        {"sft.max_steps": 40},
+    )
+    output = str(tmp_path / "run")
+    stats = sft.run(cfg, model, [data, dolly], output)
+
+    assert stats["breakdown"]["skipped_by_reason"] == {
+        "no_assistant_turn": 1,
+        "roles_out_of_order": 1,
+    }
+    assert stats["breakdown"]["files_by_format"] == {"messages": 1, "dolly": 1}
+    assert stats["counts"]["conversations"] == 86
+    assert stats["counts"]["train_rows"] < stats["counts"]["train_conversations"]  # packed
+    assert stats["steps"] == 40
+    assert stats["final_loss"] < stats["first_loss"] * 0.5
+    assert stats["val_loss"] < 2.0
+    assert stats["answer_after"].isdigit()  # it answers in the taught form, then stops
+    for name in ("metrics.jsonl", "loss.png", "config.yaml", "stats.json", "summary.json"):
+        assert (tmp_path / "run" / name).exists(), name
+    assert list((tmp_path / "run" / "checkpoints" / "sft").glob("checkpoint_*"))
+    final = tmp_path / "run" / "final"
+    tokenizer = AutoTokenizer.from_pretrained(final)
+    assert tokenizer.chat_template and "generation" in tokenizer.chat_template
+    assert AutoModelForCausalLM.from_pretrained(final).config.vocab_size == len(tokenizer)

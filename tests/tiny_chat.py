@@ -1,0 +1,46 @@
+"""A tiny chat model for the SFT / reward / DPO tests: natal's own tokenizer (with its chat
+template), trained locally on a few KB, and a random-init Llama of ~0.1M parameters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+TEXT = """\
+What is two plus three? The answer is 5. What is seven minus four? The answer is 3.
+How many legs does a cat have? Four. Tell me a colour: blue, green, red, yellow.
+The quick brown fox jumps over the lazy dog. Rain fell on the quiet town at night.
+Please answer the question with the number. I do not know. Sorry, I cannot help with that.
+Numbers 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 and words one two three.
+"""
+
+
+def build_tokenizer(vocab_size: int = 400):
+    from cluster.config import TokenizerConfig
+    from pipelines.tokenizer import train_tokenizer
+
+    return train_tokenizer([TEXT] * 30, TokenizerConfig(vocab_size=vocab_size))
+
+
+def build_chat_model(out_dir: str | Path, tokenizer=None, hidden: int = 64, seed: int = 0) -> str:
+    """Write a random-init 2-layer LlamaForCausalLM and natal's tokenizer to ``out_dir``."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = tokenizer or build_tokenizer()
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    LlamaForCausalLM(config).save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return str(out_dir)
