@@ -23,24 +23,10 @@ def build_tokenizer(vocab_size: int = 400):
 
 def build_chat_model(out_dir: str | Path, tokenizer=None, hidden: int = 64, seed: int = 0) -> str:
     """Write a random-init 2-layer LlamaForCausalLM and natal's tokenizer to ``out_dir``."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from tiny_model import build_tiny_model
 
     tokenizer = tokenizer or build_tokenizer()
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden,
-        intermediate_size=2 * hidden,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=512,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
+    model = build_tiny_model(
+        out_dir, seed=seed, hidden_size=hidden, tokenizer=tokenizer, num_heads=4, kv_heads=4
     )
-    LlamaForCausalLM(config).save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    return str(out_dir)
+    return str(model)

@@ -24,11 +24,15 @@ def build_tiny_model(
     seed: int = 0,
     hidden_size: int = 128,
     num_layers: int = 2,
+    tokenizer=None,
+    num_heads: int | None = None,
+    kv_heads: int = 2,
 ) -> Path:
     """Write a random-init fp32 LlamaForCausalLM and its tokenizer to ``out_dir``.
 
     The defaults give ~0.36M parameters with head_dim 32, the smallest vLLM's CPU attention
-    takes; benchmarks pass a larger ``hidden_size``/``num_layers``.
+    takes; benchmarks pass a larger ``hidden_size``/``num_layers``. ``tokenizer``: use this
+    one instead of training one on the built-in text.
     """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -40,7 +44,9 @@ def build_tiny_model(
     out.mkdir(parents=True, exist_ok=True)
     # natal's own tokenizer: byte-level BPE, special tokens, the chat template with
     # {% generation %} blocks that SFT, reward models and the RLHF loop rely on
-    fast = train_tokenizer([_TEXT] * 20, TokenizerConfig(vocab_size=vocab_size, min_frequency=1))
+    fast = tokenizer or train_tokenizer(
+        [_TEXT] * 20, TokenizerConfig(vocab_size=vocab_size, min_frequency=1)
+    )
     save_tokenizer(fast, str(out))
 
     torch.manual_seed(seed)
@@ -49,8 +55,8 @@ def build_tiny_model(
         hidden_size=hidden_size,
         intermediate_size=2 * hidden_size,
         num_hidden_layers=num_layers,
-        num_attention_heads=hidden_size // 32,
-        num_key_value_heads=2,
+        num_attention_heads=num_heads or hidden_size // 32,
+        num_key_value_heads=kv_heads,
         max_position_embeddings=512,
         bos_token_id=fast.bos_token_id,
         eos_token_id=fast.eos_token_id,
