@@ -23,32 +23,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from common import build_model  # noqa: E402  (benchmarks/common.py, beside this script)
+
 TEXT = (
     "The quick brown fox jumps over the lazy dog 0 1 2 3 4 5 6 7 8 9. "
     "Numbers such as 12, 345 and 6789 appear in tables; words appear in sentences. "
 )
-
-
-def build_model(directory: Path, preset: str) -> str:
-    """A fresh natal tokenizer + Llama preset (random init), saved as an HF directory."""
-    from transformers import LlamaForCausalLM
-
-    from cluster.config import TokenizerConfig
-    from pipelines.tokenizer import save_tokenizer, train_tokenizer
-    from pipelines.training.presets import llama_config
-
-    tokenizer = train_tokenizer([TEXT] * 200, TokenizerConfig(vocab_size=512, min_frequency=1))
-    save_tokenizer(tokenizer, str(directory))
-    config = llama_config(
-        preset,
-        len(tokenizer),
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        max_seq_len=512,
-    )
-    LlamaForCausalLM(config).save_pretrained(directory)
-    return str(directory)
 
 
 def prompt_file(directory: Path, count: int) -> str:
@@ -170,7 +150,7 @@ def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     with tempfile.TemporaryDirectory(prefix="natal-bench-rlhf-") as tmp:
         work = Path(tmp)
-        model = build_model(work / "model", args.preset)
+        model = build_model(work / "model", [TEXT] * 200, vocab_size=512, preset=args.preset)
         prompts = prompt_file(work, 64)
         natal = run_natal(model, prompts, args, work / "natal")
         trl = run_trl(model, args, work / "trl")

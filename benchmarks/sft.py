@@ -25,6 +25,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from common import build_model  # noqa: E402  (benchmarks/common.py, beside this script)
+
 SHARED = ROOT.parent / "shared" / "data"
 
 
@@ -71,27 +74,6 @@ def preference_pairs(tokenizer, limit: int, max_len: int) -> list:
         )
 
     return [p for p in pairs if fits(p)][:limit]
-
-
-def build_model(directory: Path, texts: list[str]) -> str:
-    from transformers import LlamaForCausalLM
-
-    from cluster.config import TokenizerConfig
-    from pipelines.tokenizer import train_tokenizer
-    from pipelines.training.presets import llama_config
-
-    tokenizer = train_tokenizer(texts, TokenizerConfig(vocab_size=2048))
-    tokenizer.save_pretrained(directory)
-    config = llama_config(
-        "tiny",
-        len(tokenizer),
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        max_seq_len=1024,
-    )
-    LlamaForCausalLM(config).save_pretrained(directory)
-    return str(directory)
 
 
 class StepClock:
