@@ -1,0 +1,1 @@
+"""The human rating page: Ray Serve app, SQLite store, static page."""
