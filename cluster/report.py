@@ -161,16 +161,21 @@ def stage_section(name: str, stage_dir: Path) -> str:
         + (f", {seconds:,.0f} s" if seconds else "")
         + f" · code {html.escape(str(manifest.get('code_version', '?')))}</p>"
     )
-    scalars = [(k, v) for k, v in stats.get("counts", {}).items()]
-    scalars += [
-        (k, v)
-        for k, v in stats.items()
-        if k not in ("counts", "breakdown", "seconds", "stage") and isinstance(v, int | float | str)
-    ]
-    parts.append(_table(scalars))
+    scalars = dict(stats.get("counts", {}))
+    for key, value in stats.items():
+        if key not in ("counts", "breakdown", "seconds", "stage") and isinstance(
+            value, int | float | str
+        ):
+            scalars.setdefault(key, value)
+    charts = []
     for group, values in stats.get("breakdown", {}).items():
         numeric = {k: v for k, v in values.items() if isinstance(v, int | float)}
-        parts.append(bar_chart(f"{name}: {group}", numeric))
+        if len(numeric) > 1:
+            charts.append(bar_chart(f"{name}: {group}", numeric))
+        else:  # one bar says nothing a table row does not
+            scalars.update({f"{group}: {k}": v for k, v in values.items()})
+    parts.append(_table(list(scalars.items())))
+    parts.extend(charts)
     if name in CURVES:
         parts.append(curves(name, _jsonl(stage_dir / "metrics.jsonl"), CURVES[name]))
     if name == "dedup":
@@ -202,7 +207,7 @@ body{font:14px/1.45 system-ui,sans-serif;max-width:1100px;margin:2em auto;paddin
 h1{margin-bottom:0}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
 table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ddd;padding:.25em .6em;
 vertical-align:top;text-align:left}.answers td{max-width:360px;white-space:pre-wrap}
-.muted{color:#777}img{max-width:100%;display:block;margin:.5em 0}nav a{margin-right:.8em}
+.muted{color:#777}img{max-width:49%;display:inline-block;vertical-align:top;margin:.4em .4em 0 0}nav a{margin-right:.8em}
 """
 
 
