@@ -85,14 +85,16 @@ def sft_rows(items: list[dict[str, str]]) -> list[dict[str, str]]:
 def preference_rows(items: list[dict[str, str]], seed: int = 0) -> list[dict[str, Any]]:
     """Rating-export rows: each question's candidates ranked best first by the judge.
 
-    Candidates: the module's own summary, a summary of another module, and the question's
-    words echoed back — answers a rater would rank in that order.
+    Candidates: the module's own summary, its first eight words, a summary of another module,
+    and the question's words echoed back — answers a rater would rank about in that order.
     """
     rng = random.Random(seed)
     rows = []
     for i, item in enumerate(items):
         other = items[(i + 1 + rng.randrange(max(len(items) - 1, 1))) % len(items)]
-        candidates = [item["answer"], other["answer"], f"{item['module']} {item['prompt']}"]
+        clipped = " ".join(item["answer"].split()[:8])
+        echo = f"{item['module']} {item['prompt']}"
+        candidates = [item["answer"], clipped, other["answer"], echo]
         candidates = list(dict.fromkeys(c for c in candidates if c.strip()))
         if len(candidates) < 2:
             continue
