@@ -115,3 +115,7 @@ def s3_bucket(s3_server: str) -> str:
     fs = s3fs.S3FileSystem()
     fs.mkdir(name)
     return f"s3://{name}"
+
+
+# Corpus → tokenizer → token shards, built once per session (tokenizer, tokenize, pretrain tests).
+from pretrain_corpus import pretrain_corpus, pretrain_shards, pretrain_tokenizer  # noqa: E402,F401

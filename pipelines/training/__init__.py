@@ -1,0 +1,1 @@
+"""Pieces every Ray Train stage shares: presets, optimizer, checkpoints, metrics, the loop."""

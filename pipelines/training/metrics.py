@@ -1,0 +1,191 @@
+"""Training metrics: a JSONL log, a progress bar, MFU against a measured peak, a PNG curve."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from typing import Any
+
+import torch
+
+from pipelines import storage
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def llama_flops_per_token(config: Any, seq_len: int) -> float:
+    """Training FLOPs per token (PaLM appendix B): 6·N (no input embedding) + 12·L·H·T."""
+    hidden, layers = config.hidden_size, config.num_hidden_layers
+    heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
+    head_dim = hidden // heads
+    attention = hidden * head_dim * (heads + 2 * kv_heads) + heads * head_dim * hidden
+    mlp = 3 * hidden * config.intermediate_size
+    params = layers * (attention + mlp) + hidden * config.vocab_size  # + the LM head
+    return 6.0 * params + 12.0 * layers * hidden * seq_len
+
+
+def mfu(tokens_per_s: float, flops_per_token: float, peak_flops: float) -> float:
+    """Model FLOPs utilization: achieved training FLOP/s over the peak of all workers."""
+    if peak_flops <= 0 or flops_per_token <= 0:
+        return 0.0
+    return tokens_per_s * flops_per_token / peak_flops
+
+
+def measure_peak_flops(device: torch.device, dtype: torch.dtype = torch.float32) -> float:
+    """FLOP/s of a square matmul on this worker: the ceiling MFU is measured against."""
+    size = 4096 if device.type == "cuda" else 1024
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    torch.mm(a, b)  # warm-up
+    repeats, best = 3, float("inf")
+    for _ in range(5):  # best of 5: the probe must not see a busy machine's worst moment
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            torch.mm(a, b)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * size**3 * repeats / best
+
+
+class Window:
+    """Sums of the steps since the last log line."""
+
+    def __init__(self) -> None:
+        self.flush()
+
+    def add(self, loss: float, tokens: int, seconds: float, extra: dict[str, float]) -> None:
+        self.steps += 1
+        self.loss += loss
+        self.tokens += tokens
+        self.seconds += seconds
+        for key, value in extra.items():
+            self.extra[key] = self.extra.get(key, 0.0) + value
+
+    def flush(self) -> dict[str, float]:
+        """The window's means (tokens and seconds summed), then start a new window."""
+        steps = max(getattr(self, "steps", 0), 1)
+        out = {"loss": getattr(self, "loss", 0.0) / steps}
+        out.update({k: v / steps for k, v in getattr(self, "extra", {}).items()})
+        out.update(tokens=getattr(self, "tokens", 0), seconds=getattr(self, "seconds", 0.0))
+        self.steps, self.loss, self.tokens, self.seconds, self.extra = 0, 0.0, 0, 0.0, {}
+        return out
+
+
+def read(run_dir: str) -> list[dict[str, Any]]:
+    path = storage.join(run_dir, METRICS_FILE)
+    fs, local = storage.filesystem(path)
+    if not fs.exists(local):
+        return []
+    return [json.loads(line) for line in storage.read_text(path).splitlines() if line.strip()]
+
+
+def reset(run_dir: str) -> None:
+    """A fresh run (no checkpoint) starts an empty log."""
+    fs, path = storage.filesystem(storage.join(run_dir, METRICS_FILE))
+    if fs.exists(path):
+        fs.rm(path)
+
+
+class MetricsLog:
+    """``RUNDIR/metrics.jsonl``: one object per logged step; a resumed run drops later lines."""
+
+    def __init__(self, run_dir: str, start_step: int) -> None:
+        self.path = storage.join(run_dir, METRICS_FILE)
+        self.rows = [row for row in read(run_dir) if row.get("step", 0) <= start_step]
+        self._flush()
+
+    def write(self, row: dict[str, Any]) -> None:
+        self.rows.append({k: v if k == "time" else _round(v) for k, v in row.items()})
+        self._flush()
+
+    def _flush(self) -> None:
+        storage.write_text(self.path, "".join(json.dumps(r) + "\n" for r in self.rows))
+
+
+def _round(value: Any) -> Any:
+    return float(f"{value:.6g}") if isinstance(value, float) else value
+
+
+class _Progress:
+    """A progress bar that survives Ray's log forwarding (tqdm_ray inside a worker)."""
+
+    def __init__(self, total: int, initial: int, name: str) -> None:
+        try:
+            import ray
+
+            in_worker = ray.is_initialized() and ray.get_runtime_context().worker.mode == 1
+        except Exception:
+            in_worker = False
+        if in_worker:
+            from ray.experimental.tqdm_ray import tqdm
+        else:
+            from tqdm import tqdm
+        self.bar = tqdm(total=total, desc=name)  # tqdm_ray has no ``initial``
+        self.bar.update(initial)
+        self.step = initial
+
+    def update(self, step: int, row: dict[str, Any]) -> None:
+        self.bar.update(step - self.step)
+        self.step = step
+        shown = {k: row[k] for k in ("loss", "val_loss", "tokens_per_s", "mfu") if k in row}
+        self.bar.set_description(" ".join(f"{k}={v:.4g}" for k, v in shown.items()))
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def progress(total: int, initial: int, name: str) -> _Progress:
+    return _Progress(total, initial, name)
+
+
+def summarize(run_dir: str) -> dict[str, Any]:
+    """First/last loss, last validation loss and perplexity, mean tokens/s and MFU."""
+    rows = read(run_dir)
+    if not rows:
+        return {}
+    val = [r for r in rows if "val_loss" in r]
+    speed = rows[1:] or rows  # the first window includes warm-up
+    out = {
+        "first_loss": rows[0]["loss"],
+        "final_loss": rows[-1]["loss"],
+        "tokens_per_s": round(sum(r["tokens_per_s"] for r in speed) / len(speed), 1),
+        "mfu": round(sum(r["mfu"] for r in speed) / len(speed), 5),
+    }
+    if val:
+        out["val_loss"] = val[-1]["val_loss"]
+        if "val_ppl" in val[-1]:
+            out["val_ppl"] = val[-1]["val_ppl"]
+    return out
+
+
+def plot(run_dir: str) -> str | None:
+    """``RUNDIR/loss.png``: training and validation loss against the step."""
+    rows = read(run_dir)
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], label="train loss")
+    val = [r for r in rows if "val_loss" in r]
+    if val:
+        ax.plot([r["step"] for r in val], [r["val_loss"] for r in val], "o-", label="val loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (nats/token)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    path = storage.join(run_dir, "loss.png")
+    fs, local = storage.filesystem(path)
+    with fs.open(local, "wb") as fh:
+        fh.write(buffer.getvalue())
+    return path
