@@ -216,13 +216,23 @@ def _decontaminate(cfg: NatalConfig, args: argparse.Namespace) -> dict[str, Any]
 
 # --- post-training: sft, reward, dpo ---------------------------------------------------------
 
-CHAT_FORMATS = ["messages", "sharegpt", "alpaca", "dolly", "self_instruct", "oasst", "prompt_response"]
+CHAT_FORMATS = [
+    "messages",
+    "sharegpt",
+    "alpaca",
+    "dolly",
+    "self_instruct",
+    "oasst",
+    "prompt_response",
+]
 PAIR_FORMATS = ["hh_rlhf", "llamafactory", "prompt_pairs", "chat_pairs", "rating_export", "oasst"]
 
 
 def _post_training_args(formats: list[str], data_help: str, output_help: str):
     def add(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--model", required=True, metavar="DIR", help="HF model dir (with tokenizer)")
+        p.add_argument(
+            "--model", required=True, metavar="DIR", help="HF model dir (with tokenizer)"
+        )
         p.add_argument("--data", nargs="+", required=True, metavar="FILE", help=data_help)
         p.add_argument("--output", required=True, metavar="RUNDIR", help=output_help)
         p.add_argument("--max-steps", type=int, metavar="N", help="optimizer steps")
@@ -293,6 +303,143 @@ def _rate(cfg: NatalConfig, args: argparse.Namespace) -> dict[str, Any]:
     return app.run(cfg, args.add_rater, args.export, args.prompts, args.rollouts, args.model)
 
 
+# --- rlhf -----------------------------------------------------------------------------------
+
+
+def _rlhf_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--policy", required=True, metavar="DIR", help="HF model to improve (e.g. SFT)")
+    p.add_argument("--prompts", required=True, metavar="FILE", help="JSONL: prompt or messages")
+    p.add_argument("--output", required=True, metavar="RUNDIR", help="run directory")
+    p.add_argument("--reward-model", metavar="DIR", help="sequence-classification model")
+    p.add_argument(
+        "--reward-fn", action="append", metavar="MODULE:FUNCTION", help="rule f(prompt, response)"
+    )
+    p.add_argument("--algo", choices=["grpo", "ppo", "rloo"], help="advantage estimator")
+    p.add_argument("--steps", type=int, help="RL steps")
+    p.add_argument("--group-size", type=int, metavar="G", help="answers per prompt")
+    p.add_argument("--max-new-tokens", type=int, metavar="T", help="answer length cap")
+    p.add_argument("--rollout-actors", type=int, metavar="K", help="vLLM engines")
+
+
+def _rlhf(cfg: NatalConfig, args: argparse.Namespace) -> dict[str, Any]:
+    from pipelines import rlhf
+
+    return rlhf.run(cfg, policy=args.policy, prompts=args.prompts, output=args.output)
+
+
+# --- tokenizer, tokenize, pretrain ----------------------------------------------------------
+
+
+def _tokenizer_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--input",
+        nargs="+",
+        required=True,
+        metavar="DIR_OR_URI",
+        help="documents: a stage run dir, a documents dir, or JSONL/Parquet files with text",
+    )
+    p.add_argument("--output", required=True, metavar="TOKDIR", help="Hugging Face tokenizer dir")
+    p.add_argument("--vocab-size", type=int, metavar="N", help="BPE vocabulary incl. specials")
+
+
+def _tokenizer(cfg: NatalConfig, args: argparse.Namespace) -> dict[str, Any]:
+    from pipelines import tokenizer
+
+    return tokenizer.run(cfg, inputs=args.input, output=args.output)
+
+
+def _tokenize_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--input", nargs="+", required=True, metavar="DIR_OR_URI", help="documents to tokenize"
+    )
+    p.add_argument("--tokenizer", required=True, metavar="TOKDIR", help="from natal tokenizer")
+    p.add_argument("--output", required=True, metavar="SHARDDIR", help="train/, val/, index.json")
+    p.add_argument("--seq-len", type=int, metavar="N", help="tokens per packed sequence")
+
+
+def _tokenize(cfg: NatalConfig, args: argparse.Namespace) -> dict[str, Any]:
+    from pipelines import tokenize
+
+    return tokenize.run(cfg, inputs=args.input, tokenizer_dir=args.tokenizer, output=args.output)
+
+
+def _pretrain_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, metavar="SHARDDIR", help="from natal tokenize")
+    p.add_argument("--tokenizer", required=True, metavar="TOKDIR", help="the shards' tokenizer")
+    p.add_argument("--output", required=True, metavar="RUNDIR", help="final/, checkpoints/, ...")
+    p.add_argument("--preset", choices=["tiny", "small", "1b", "7b"], help="model size")
+    p.add_argument("--max-steps", type=int, metavar="N", help="optimizer steps of the run")
+    p.add_argument("--workers", type=int, metavar="N", help="Ray Train workers")
+
+
+def _pretrain(cfg: NatalConfig, args: argparse.Namespace) -> dict[str, Any]:
+    from pipelines import pretrain
+
+    return pretrain.run(cfg, data=args.data, tokenizer=args.tokenizer, output=args.output)
+
+
+# --- lifecycle: run, curate, eval, report ------------------------------------------------------
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    from cluster.stages import STAGES
+
+    names = [s.name for s in STAGES]
+    p.add_argument("--output", required=True, metavar="RUNDIR", help="one directory per stage")
+    p.add_argument("--from", dest="start", choices=names, metavar="STAGE", help="first stage")
+    p.add_argument("--until", choices=names, metavar="STAGE", help="last stage")
+
+
+def _run(cfg: NatalConfig, args: argparse.Namespace) -> dict[str, Any]:
+    from cluster.lifecycle import run_lifecycle
+    from cluster.stages import STAGES
+
+    summary = run_lifecycle(cfg, args.output, STAGES, args.start, args.until)
+    report = f"{args.output}/report.html"
+    return {"stage": "run", "breakdown": {"stages": summary["stages"]}, "report": report}
+
+
+def _curate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input", nargs="+", required=True, metavar="URI", help="as natal ingest")
+    p.add_argument("--output", required=True, metavar="DIR", help="DIR/{ingest,filter,dedup}")
+
+
+def _curate(cfg: NatalConfig, args: argparse.Namespace) -> dict[str, Any]:
+    from cluster.lifecycle import run_lifecycle
+    from cluster.stages import curate_stages
+
+    summary = run_lifecycle(cfg, args.output, curate_stages(args.input))
+    documents = f"{args.output}/dedup/documents"
+    return {"stage": "curate", "breakdown": {"stages": summary["stages"]}, "documents": documents}
+
+
+def _eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", required=True, metavar="RUNDIR", help="a natal run directory")
+    p.add_argument("--prompts", metavar="FILE", help="held-out prompts (default: the run's)")
+
+
+def _eval(cfg: NatalConfig, args: argparse.Namespace) -> dict[str, Any]:
+    from pathlib import Path
+
+    from cluster.stages import _prompts
+    from pipelines import evaluate
+
+    root = Path(args.run)
+    return evaluate.run_lifecycle_eval(cfg, root, args.prompts or _prompts(cfg, root))
+
+
+def _report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", metavar="RUNDIR", help="a natal run directory")
+
+
+def _report(cfg: NatalConfig | None, args: argparse.Namespace) -> dict[str, Any]:
+    from cluster.report import write_report
+
+    path = write_report(args.run_dir)
+    print(f"natal report: {path}")
+    return {}
+
+
 COMMANDS: list[Command] = [
     Command(
         "crawl",
@@ -322,8 +469,11 @@ COMMANDS: list[Command] = [
         description=(
             "Read WARC/WET/JSONL/Parquet (and text or code trees) with Ray Data, one file per\n"
             "task, extract main text from HTML, write DIR/documents/*.parquet and stats.json.\n"
-            "Corrupt records are counted in stats.json and skipped.\n\n"
-            "example:\n  natal ingest --input 's3://bucket/crawl/*.warc.gz' --output runs/ingest"
+            "Corrupt records are counted in stats.json and skipped. Each document is tagged\n"
+            "with a source (web, text, code; or --source) for the later mixture.\n\n"
+            "examples:\n  natal ingest --input 's3://bucket/crawl/*.warc.gz' --output runs/ingest\n"
+            "  natal ingest --input papers.tar.gz books/ --source books --output runs/books\n"
+            "  natal ingest --input ~/src/project --output runs/code   # one document per file"
         ),
         flags_to_config={"source": "data.ingest.source", "extractor": "data.ingest.extractor"},
     ),
@@ -333,9 +483,17 @@ COMMANDS: list[Command] = [
         _filter_args,
         _filter,
         description=(
-            "Apply the quality rules of data.filter to documents; kept ones go to\n"
-            "DIR/documents, removed ones to DIR/removed with a reason and the measured value.\n\n"
-            "example:\n  natal filter --input runs/ingest --output runs/filter --set data.min_words=30"
+            "Apply the quality rules of data.filter to documents (Parquet, e.g. natal ingest's\n"
+            "DIR/documents), in order: URL blocklist, language (py3langid), Gopher repetition\n"
+            "and quality, C4, FineWeb; then redact PII (emails, IPs, phones) in kept ones.\n"
+            "Kept documents go to DIR/documents, removed ones to DIR/removed with the rule's\n"
+            "name in `reason` and its measured `value`; DIR/stats.json counts them by reason,\n"
+            "source and language, DIR/removals.png charts them. A rerun replaces DIR.\n"
+            "Thresholds default to the published ones (see data.filter in cluster/config.py).\n\n"
+            "examples:\n"
+            "  natal filter --input runs/ingest --output runs/filter --set data.min_words=30\n"
+            "  natal filter --input s3://bucket/ingest/documents --output s3://bucket/filter \\\n"
+            "      --set 'data.filter.lang.languages=[en,de]' --set data.filter.c4.enabled=false"
         ),
     ),
     Command(
@@ -520,5 +678,128 @@ COMMANDS: list[Command] = [
             "port": "rate.port",
             "responses": "rate.responses_per_prompt",
         },
+    ),
+    Command(
+        "rlhf",
+        "RL from feedback: vLLM rollouts, reward, learners (GRPO, PPO, RLOO)",
+        _rlhf_args,
+        _rlhf,
+        description=(
+            "The policy writes --group-size answers per prompt on vLLM rollout actors, a reward\n"
+            "actor scores them (a reward model from natal reward and/or rules module:function),\n"
+            "learner actors update the policy data-parallel, and the new weights go back to the\n"
+            "engines through the object store. Resumes from RUNDIR/checkpoints; writes\n"
+            "RUNDIR/final, metrics.jsonl (reward_mean, kl, time split per step) and rlhf.png.\n\n"
+            "examples:\n  natal rlhf --policy runs/sft/final --prompts prompts.jsonl --output runs/rlhf \\\n"
+            "      --reward-fn pipelines.rewards:arithmetic_exact_match --algo grpo --steps 50\n"
+            "  natal rlhf --policy runs/sft/final --prompts prompts.jsonl --output runs/ppo \\\n"
+            "      --reward-model runs/reward/final --algo ppo --set rlhf.mode=async"
+        ),
+        flags_to_config={
+            "reward_model": "rlhf.reward_model",
+            "reward_fn": "rlhf.reward_fns",
+            "algo": "rlhf.algo",
+            "steps": "rlhf.steps",
+            "group_size": "rlhf.group_size",
+            "max_new_tokens": "rlhf.max_new_tokens",
+            "rollout_actors": "rlhf.rollout_actors",
+        },
+    ),
+    Command(
+        "tokenizer",
+        "train a byte-level BPE tokenizer (with chat template) on documents",
+        _tokenizer_args,
+        _tokenizer,
+        description=(
+            "Train a byte-level BPE on a sample of the documents (tokenizer.sample_docs) with\n"
+            "special tokens <|pad|> <|bos|> <|eos|> and chat role markers <|system|> <|user|>\n"
+            "<|assistant|> <|end|>, and a chat template; save a Hugging Face tokenizer dir.\n\n"
+            "example:\n  natal tokenizer --input runs/dedup --output runs/tokenizer --vocab-size 8192"
+        ),
+        flags_to_config={"vocab_size": "tokenizer.vocab_size"},
+    ),
+    Command(
+        "tokenize",
+        "documents → packed token shards (train/val, source mixture)",
+        _tokenize_args,
+        _tokenize,
+        description=(
+            "Tokenize documents with Ray Data into packed fixed-length uint16/uint32 shards\n"
+            "(SHARDDIR/train/*.bin, val/*.bin, index.json), documents separated by eos,\n"
+            "sources up/down-sampled to tokenize.mixture; deterministic for tokenize.seed.\n\n"
+            "example:\n  natal tokenize --input runs/dedup --tokenizer runs/tokenizer \\\n"
+            "      --output runs/shards --seq-len 256 --set 'tokenize.mixture={web: 0.8, code: 0.2}'"
+        ),
+        flags_to_config={"seq_len": "tokenize.seq_len"},
+    ),
+    Command(
+        "pretrain",
+        "pre-train a Llama model on token shards with Ray Train (DDP/FSDP2)",
+        _pretrain_args,
+        _pretrain,
+        description=(
+            "Train transformers' LlamaForCausalLM from a preset (tiny, small, 1b, 7b) with Ray\n"
+            "Train: DDP or FSDP2 (pretrain.strategy), AdamW + warmup/cosine, checkpoints every\n"
+            "pretrain.checkpoint_every steps (a rerun resumes), metrics in RUNDIR/metrics.jsonl,\n"
+            "loss curve RUNDIR/loss.png, the Hugging Face model in RUNDIR/final.\n\n"
+            "example:\n  natal pretrain --data runs/shards --tokenizer runs/tokenizer --output runs/pretrain \\\n"
+            "      --preset tiny --max-steps 300 --workers 2 --set pretrain.strategy=fsdp"
+        ),
+        flags_to_config={
+            "preset": "pretrain.preset",
+            "max_steps": "pretrain.max_steps",
+            "workers": "pretrain.workers",
+        },
+    ),
+    Command(
+        "run",
+        "the whole lifecycle, crawl to served model, from one config",
+        _run_args,
+        _run,
+        description=(
+            "crawl → ingest → filter → dedup → tokenizer → tokenize → pretrain → conversations →\n"
+            "sft → reward → rlhf → eval → serve → report, each under RUNDIR/<stage> with a\n"
+            "manifest. A rerun skips stages whose config and inputs are unchanged and resumes an\n"
+            "interrupted one; --from/--until select a range. Without data.crawl.seeds the crawl\n"
+            "is of Python's own documentation server, started on 127.0.0.1 (the demo).\n\n"
+            "examples:\n  natal run --output runs/demo                 # the embedded demo config\n"
+            "  natal run --config my.yaml --output runs/big --until tokenize\n"
+            "  natal run --output runs/demo --from sft       # redo post-training only"
+        ),
+    ),
+    Command(
+        "curate",
+        "ingest → filter → dedup in one go",
+        _curate_args,
+        _curate,
+        description=(
+            "The data phase on your own inputs: DIR/ingest, DIR/filter, DIR/dedup (the curated\n"
+            "documents are DIR/dedup/documents). Reruns skip unchanged steps.\n\n"
+            "example:\n  natal curate --input 's3://bucket/crawl/*.warc.gz' --output runs/curated"
+        ),
+    ),
+    Command(
+        "eval",
+        "perplexity, reward-model accuracy, RLHF win rate vs SFT",
+        _eval_args,
+        _eval,
+        description=(
+            "Evaluate a natal run directory: held-out perplexity of the pre-trained model,\n"
+            "the reward model's held-out accuracy, and reward and win rate of the RLHF policy\n"
+            "against the SFT model on held-out prompts, judged by the reward model.\n\n"
+            "example:\n  natal eval --run runs/demo"
+        ),
+    ),
+    Command(
+        "report",
+        "one self-contained HTML page of a run",
+        _report_args,
+        _report,
+        description=(
+            "Write RUNDIR/report.html: removals by filter, dedup cluster sizes, the source\n"
+            "mixture, loss curves, reward-model accuracy, RLHF reward/KL, before/after answers,\n"
+            "time per stage.\n\nexample:\n  natal report runs/demo"
+        ),
+        takes_config=False,
     ),
 ]

@@ -246,6 +246,11 @@ class PiiConfig(Section):
 class FilterConfig(Section):
     """``natal filter``: rule sets applied in order url → lang → Gopher → C4 → FineWeb, then PII."""
 
+    passthrough_sources: list[str] = Field(
+        default_factory=lambda: ["code"],
+        description="sources the removal rules skip (code got its own filters at ingest); "
+        "their PII is still redacted",
+    )
     url: UrlFilterConfig = Field(default_factory=UrlFilterConfig)
     lang: LangFilterConfig = Field(default_factory=LangFilterConfig)
     gopher_repetition: GopherRepetitionConfig = Field(default_factory=GopherRepetitionConfig)
@@ -488,8 +493,10 @@ class RLHFConfig(Section):
     learner_cpus: float = Field(0.5, gt=0, description="CPUs per learner actor")
     reward_cpus: float = Field(0.5, gt=0, description="CPUs of the reward actor")
     use_gpu: bool = Field(False, description="one GPU per rollout and learner actor")
-    weight_sync: Literal["object_store", "nccl"] = Field(
-        "object_store", description="learner → rollout weights: one ray.put, or NCCL broadcast"
+    weight_sync: Literal["object_store", "broadcast"] = Field(
+        "object_store",
+        description="learner → rollouts: one ray.put of the weights, or a collective broadcast "
+        "(NCCL with use_gpu, gloo on CPU)",
     )
     kv_cache_mb: int = Field(256, ge=16, description="vLLM KV cache per rollout actor (CPU)")
     mode: Literal["sync", "async"] = Field(
@@ -517,10 +524,14 @@ class SFTConfig(TrainingConfig):
         True, description="several conversations per row, attention isolated by position restarts"
     )
     val_fraction: float = Field(0.05, ge=0, lt=1, description="conversations held out")
-    sample_prompt: str = Field(
-        "What can you do?", description="asked before and after training (greedy, in the stats)"
+    sample_prompt: str | None = Field(
+        None,
+        description="asked before and after training, greedy, on the driver; the answers go "
+        "in the stats (None: the first user turn of the first held-out conversation)",
     )
-    sample_tokens: int = Field(48, ge=1, description="tokens of the sample answers")
+    sample_tokens: int = Field(
+        48, ge=0, description="tokens of the sample answers (0: no sample, e.g. big models)"
+    )
     lr: float = Field(1e-4, gt=0, description="peak learning rate")
     min_lr: float = Field(1e-5, ge=0, description="learning rate at the end of cosine decay")
     warmup_steps: int = Field(10, ge=0, description="linear warmup from 0 to lr")
@@ -607,6 +618,28 @@ class RateConfig(Section):
     port: int = Field(8100, ge=1, le=65535, description="HTTP port of the page")
 
 
+class LifecycleConfig(Section):
+    """``natal run``: the data of the post-training stages, and the final checks.
+
+    Empty lists / None: the ``conversations`` stage derives SFT conversations, preferences
+    (ranked by a rule-based judge standing in for human raters) and held-out prompts from the
+    curated documents — what the demo does.
+    """
+
+    sft_data: list[str] = Field(default_factory=list, description="SFT files (any sft format)")
+    preference_data: list[str] = Field(
+        default_factory=list, description="preference files (any natal reward format)"
+    )
+    prompts: str | None = Field(None, description="RLHF and eval prompts (JSONL)")
+    seed: int = Field(0, description="split of derived conversations into SFT / held-out")
+    eval_prompts: int = Field(16, ge=1, description="held-out prompts answered in natal eval")
+    eval_max_new_tokens: int = Field(48, ge=1, description="answer length in natal eval")
+    serve_check: str = Field(
+        "What is the Python module json for?",
+        description="the chat request sent to the served final model at the end of the run",
+    )
+
+
 class NatalConfig(Section):
     """The whole lifecycle: one section per stage."""
 
@@ -625,6 +658,7 @@ class NatalConfig(Section):
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     jobs: JobsConfig = Field(default_factory=JobsConfig)
     rlhf: RLHFConfig = Field(default_factory=RLHFConfig)
+    lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
 
 
 # --- loading --------------------------------------------------------------------------------

@@ -135,6 +135,33 @@ def make_plan(
     )
 
 
+def run_vs_plan(
+    params: float,
+    tokens: float,
+    seconds: float,
+    accelerator: str,
+    count: int,
+    mfu: float = DEFAULT_MFU,
+    watts: float | None = None,
+) -> dict[str, float]:
+    """What a finished run measured, beside what :func:`make_plan` predicted for it."""
+    plan = make_plan(params, tokens, accelerator, count, mfu, watts=watts)
+    power = watts if watts is not None else TDP_WATTS[accelerator]
+    kwh = energy_kwh(power, count, seconds)
+    return {
+        "parameters": params,
+        "flops_6NT": plan.flops,
+        "plan_seconds": plan.seconds,
+        "measured_seconds": seconds,
+        "plan_mfu": mfu,
+        "measured_mfu_vs_datasheet_peak": achieved_mfu(
+            plan.flops, seconds, PEAK_FLOPS[accelerator], count
+        ),
+        "plan_kwh": plan.kwh,
+        "measured_kwh_estimate": kwh,
+    }
+
+
 def _duration(seconds: float) -> str:
     """Seconds in a unit that reads well: 42.0 s, 26.7 h, 12.0 days."""
     if seconds >= 2 * 86400:

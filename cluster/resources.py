@@ -5,7 +5,7 @@ Stages pass these to Ray instead of hard-coding numbers; that is what lets Ray's
 
 - Ray Data stages: ``ds.map_batches(fn, **data_task_resources(cfg))``.
 - Ray Train stages (a ``TrainingConfig`` section such as ``cfg.pretrain``):
-  ``TorchTrainer(..., scaling_config=train_scaling_config(cfg, cfg.pretrain))``; with
+  ``TorchTrainer(..., scaling_config=train_scaling_config(cfg.pretrain, min_workers))``; with
   ``resources.train_min_workers`` set it is elastic, ``num_workers=(min, workers)``: the run
   restarts its worker group on a resize and resumes from the latest checkpoint.
 - Serve replicas and RLHF actors: ``serve_replica_resources``/``rlhf_demands``, the numbers
@@ -57,18 +57,19 @@ def train_worker_resources(section: TrainingConfig) -> dict[str, float]:
     return worker
 
 
-def train_num_workers(cfg: NatalConfig, section: TrainingConfig) -> int | tuple[int, int]:
-    """``workers``, or ``(train_min_workers, workers)`` for an elastic run."""
-    low = cfg.resources.train_min_workers
+def train_num_workers(section: TrainingConfig, min_workers: int | None) -> int | tuple[int, int]:
+    """``workers``, or ``(min_workers, workers)`` for an elastic run."""
+    low = min_workers
     return section.workers if low is None or low >= section.workers else (low, section.workers)
 
 
-def train_scaling_config(cfg: NatalConfig, section: TrainingConfig, **overrides: Any):
-    """The Ray Train ``ScalingConfig`` of a training stage (elastic when a minimum is set)."""
+def train_scaling_config(section: TrainingConfig, min_workers: int | None = None, **overrides: Any):
+    """The Ray Train ``ScalingConfig`` of a training stage (elastic when a minimum is set:
+    ``resources.train_min_workers``, which every training stage passes here)."""
     from ray.train import ScalingConfig
 
     kwargs: dict[str, Any] = {
-        "num_workers": train_num_workers(cfg, section),
+        "num_workers": train_num_workers(section, min_workers),
         "use_gpu": section.use_gpu,
         "resources_per_worker": train_worker_resources(section),
     }

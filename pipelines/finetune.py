@@ -170,7 +170,7 @@ def train(
     storage.write_text(storage.join(output, "config.yaml"), dump_config(cfg))
     ensure_ray(cfg.runtime)
     with stats.timer("train"):
-        summary = fit(task, stage_cfg, output, name=task.name)
+        summary = fit(task, stage_cfg, output, task.name, cfg.resources.train_min_workers)
     stats.extra.update(summary)
     if after is not None:
         stats.extra.update(after(summary))

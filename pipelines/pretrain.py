@@ -12,6 +12,7 @@ Writes ``RUNDIR/final`` (HF model + tokenizer + generation config), ``RUNDIR/met
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -190,9 +191,48 @@ def run(cfg: NatalConfig, data: str, tokenizer: str, output: str) -> dict[str, A
     ensure_ray(cfg.runtime)
     check_cluster(pcfg)
     task = CausalLMTask(data, tokenizer, index, pcfg)
-    summary = fit(task, pcfg, output, name="pretrain")
+    summary = fit(task, pcfg, output, "pretrain", cfg.resources.train_min_workers)
+    versus = against_plan(cfg, summary, storage.join(output, "final"))
+    storage.write_text(storage.join(output, "plan.json"), json.dumps(versus, indent=2) + "\n")
     return {
         "stage": "pretrain",
         "counts": {"steps": summary["steps"], "tokens": summary["tokens"]},
         **{k: v for k, v in summary.items() if k not in ("steps", "tokens")},
+        "breakdown": {"measured vs plan": {k: f"{v:.4g}" for k, v in versus.items()}},
     }
+
+
+def count_parameters(model_dir: str) -> int:
+    """Parameters of an exported model, from its safetensors headers (no weights loaded)."""
+    fs, path = storage.filesystem(model_dir)
+    total = 0
+    for name in sorted(fs.glob(path.rstrip("/") + "/*.safetensors")):
+        with fs.open(name, "rb") as fh:  # header: u64 length, then JSON {tensor: {shape...}}
+            header = json.loads(fh.read(int.from_bytes(fh.read(8), "little")))
+        total += sum(
+            math.prod(entry["shape"]) for key, entry in header.items() if key != "__metadata__"
+        )
+    return total
+
+
+def against_plan(cfg: NatalConfig, summary: dict[str, Any], final_dir: str) -> dict[str, float]:
+    """The run's measured FLOPs (6·N·T), MFU and energy beside ``natal plan``'s estimate.
+
+    CPU runs are planned as ``workers × cpus_per_worker`` cores, GPU runs as ``workers`` of
+    ``plan.accelerator``; MFU here is against the datasheet peak of cluster/plan.py (the
+    training metrics' MFU is against the measured matmul peak).
+    """
+    from cluster.plan import run_vs_plan
+
+    pcfg = cfg.pretrain
+    accelerator = cfg.plan.accelerator if pcfg.use_gpu else "cpu"
+    count = pcfg.workers if pcfg.use_gpu else max(1, round(pcfg.workers * pcfg.cpus_per_worker))
+    return run_vs_plan(
+        count_parameters(final_dir),
+        summary["tokens"],
+        summary["train_seconds"],
+        accelerator,
+        count,
+        cfg.plan.mfu,
+        cfg.plan.watts,
+    )

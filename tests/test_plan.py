@@ -81,3 +81,15 @@ def test_natal_plan_bad_mfu_is_one_line(capsys: pytest.CaptureFixture[str]) -> N
     err = capsys.readouterr().err
     assert code == 2
     assert "plan.mfu" in err and "Traceback" not in err
+
+
+def test_run_vs_plan_puts_measured_beside_planned():
+    from cluster.plan import run_vs_plan
+
+    # 1M params × 1M tokens = 6e12 FLOPs; 2 CPU cores at 192 GFLOP/s, MFU 0.4 → 39.0625 s
+    out = run_vs_plan(1e6, 1e6, seconds=10.0, accelerator="cpu", count=2, mfu=0.4)
+    assert out["flops_6NT"] == 6e12
+    assert out["plan_seconds"] == pytest.approx(39.0625)
+    assert out["measured_mfu_vs_datasheet_peak"] == pytest.approx(6e12 / 10 / (2 * 192e9))
+    assert out["measured_kwh_estimate"] == pytest.approx(6.25 * 2 * 10 / 3.6e6)
+    assert out["plan_kwh"] == pytest.approx(6.25 * 2 * 39.0625 / 3.6e6)

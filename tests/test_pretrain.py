@@ -78,6 +78,12 @@ def test_loss_falls_clearly_on_real_text(straight: Path) -> None:
     assert summary["sample"].startswith("The")
     assert (straight / "loss.png").read_bytes()[:4] == b"\x89PNG"
     assert "preset: tiny" in (straight / "config.yaml").read_text()
+    versus = json.loads((straight / "plan.json").read_text())  # measured beside natal plan
+    params = pretrain.count_parameters(str(straight / "final"))
+    assert versus["parameters"] == params > 0
+    assert versus["flops_6NT"] == pytest.approx(6 * params * summary["tokens"])
+    assert versus["measured_seconds"] == pytest.approx(summary["train_seconds"])
+    assert versus["measured_kwh_estimate"] > 0 and versus["plan_seconds"] > 0
 
 
 def test_stop_resume_and_worker_failure_reproduce_the_straight_run(

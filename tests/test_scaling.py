@@ -257,7 +257,9 @@ threading.Thread(target=remove_b_when_asked, daemon=True).start()
 trainer = TorchTrainer(
     loop,
     train_loop_config={"log": log, "killed": killed},
-    scaling_config=train_scaling_config(cfg, cfg.pretrain, elastic_resize_monitor_interval_s=5),
+    scaling_config=train_scaling_config(
+        cfg.pretrain, cfg.resources.train_min_workers, elastic_resize_monitor_interval_s=5
+    ),
     run_config=RunConfig(name="elastic", storage_path=storage,
                          failure_config=FailureConfig(max_failures=2)),
 )

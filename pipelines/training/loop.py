@@ -123,14 +123,20 @@ class TrainTask:
 # --- driver ---------------------------------------------------------------------------------
 
 
-def fit(task: TrainTask, cfg: Any, run_dir: str, name: str) -> dict[str, Any]:
+def fit(
+    task: TrainTask, cfg: Any, run_dir: str, name: str, min_workers: int | None = None
+) -> dict[str, Any]:
     """Run ``task`` with Ray Train and return the summary rank 0 wrote (``summary.json``).
 
     Checkpoints go to ``cfg.storage_path`` (or ``RUNDIR/checkpoints``) under ``name``: a rerun
-    with the same ``run_dir`` resumes from the latest one.
+    with the same ``run_dir`` resumes from the latest one. ``min_workers`` makes the run
+    elastic (between it and ``cfg.workers``): Ray Train restarts the worker group when nodes
+    come or go, and the workers resume from the latest checkpoint.
     """
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
+
+    from cluster.resources import train_scaling_config
 
     run_dir = storage.absolute(run_dir)
     storage_path = cfg.storage_path or storage.join(run_dir, "checkpoints")
@@ -140,11 +146,7 @@ def fit(task: TrainTask, cfg: Any, run_dir: str, name: str) -> dict[str, Any]:
         train_loop_per_worker=_worker_loop,
         train_loop_config={"task": task, "cfg": cfg, "run_dir": run_dir},
         torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
-        scaling_config=ray.train.ScalingConfig(
-            num_workers=cfg.workers,
-            use_gpu=cfg.use_gpu,
-            resources_per_worker={"CPU": cfg.cpus_per_worker},
-        ),
+        scaling_config=train_scaling_config(cfg, min_workers),
         run_config=ray.train.RunConfig(
             name=name,
             storage_path=storage.absolute(storage_path),
