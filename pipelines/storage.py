@@ -77,7 +77,9 @@ def expand_inputs(uris: Iterable[str], suffixes: tuple[str, ...] = ()) -> list[s
                 found = sorted(
                     p
                     for p in fs.find(path)
-                    if not suffixes or p.endswith(suffixes) or _strip_compression(p).endswith(suffixes)
+                    if not suffixes
+                    or p.endswith(suffixes)
+                    or _strip_compression(p).endswith(suffixes)
                 )
                 found = [p for p in found if not posixpath.basename(p).startswith((".", "_"))]
                 if not found:

@@ -42,10 +42,10 @@ def ray_cluster(s3_server: str) -> Iterator[None]:
 
     It starts after the S3 server so that its workers inherit the endpoint variables.
     """
+    import ray
+
     from cluster.config import RuntimeConfig
     from cluster.runtime import ensure_ray
-
-    import ray
 
     temp_dir = tempfile.mkdtemp(prefix="natal-ray-", dir="/tmp")
     os.environ.pop("RAY_ADDRESS", None)

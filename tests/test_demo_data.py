@@ -5,9 +5,15 @@ from pipelines import demo_data
 DOCS = [
     {"url": "http://127.0.0.1:1/json.html", "text": "json - JSON encoder and decoder. " * 8},
     {"url": "http://127.0.0.1:1/csv.html", "text": "csv - CSV file reading and writing. " * 8},
-    {"url": "http://127.0.0.1:1/os.path.html", "text": "os.path - common pathname manipulations. " * 6},
+    {
+        "url": "http://127.0.0.1:1/os.path.html",
+        "text": "os.path - common pathname manipulations. " * 6,
+    },
     {"url": "http://127.0.0.1:1/index.html", "text": "Index of Modules"},
-    {"url": "http://127.0.0.1:1/zipapp.html", "text": "Initialize self.  See help(type(self)). " * 9},
+    {
+        "url": "http://127.0.0.1:1/zipapp.html",
+        "text": "Initialize self.  See help(type(self)). " * 9,
+    },
     {"url": "http://127.0.0.1:1/json.html", "text": "a duplicate page of json " * 10},
 ]
 

@@ -18,7 +18,10 @@ def make_run(root):
 
     stage(
         "filter",
-        {"counts": {"kept": 6, "removed": 4}, "breakdown": {"removed_by_reason": {"gopher": 3, "c4": 1}}},
+        {
+            "counts": {"kept": 6, "removed": 4},
+            "breakdown": {"removed_by_reason": {"gopher": 3, "c4": 1}},
+        },
     )
     stage("dedup", {"counts": {"kept": 5}})
     pq.write_table(
