@@ -19,7 +19,7 @@ from pipelines.losses import dpo_loss, sequence_logprob
 from pipelines.preference_data import load_pairs
 from pipelines.sft_data import model_inputs
 from pipelines.stats import StageStats
-from pipelines.training.loop import TrainTask, WorkerContext
+from pipelines.training.loop import WorkerContext
 from pipelines.training.metrics import llama_flops_per_token
 
 
@@ -53,33 +53,16 @@ def dpo_metrics(policy, reference, batch, cfg: DPOConfig) -> dict[str, torch.Ten
     )
 
 
-class DPOTask(TrainTask):
+class DPOTask(finetune.PairTask):
     name = "dpo"
 
     def __init__(self, model: str, tokenizer, train, val, cfg: DPOConfig):
-        self.model_uri, self.tokenizer, self.cfg = model, tokenizer, cfg
-        self.train_pairs, self.val_pairs = train, val
-        self.pad_id = tokenizer.pad_token_id
+        super().__init__(model, tokenizer, train, val, cfg)
         self.reference: torch.nn.Module | None = None
 
     def build_model(self, ctx: WorkerContext) -> torch.nn.Module:
         self.reference = load_policy(self.model_uri).to(ctx.device).eval().requires_grad_(False)
         return load_policy(self.model_uri)
-
-    def initial_position(self) -> dict[str, Any]:
-        return {"seen": 0}
-
-    def batches(self, ctx: WorkerContext, position: dict[str, Any]):
-        pairs = finetune.stream(
-            self.train_pairs,
-            self.cfg.micro_batch,
-            ctx.rank,
-            ctx.world_size,
-            position,
-            self.cfg.seed,
-        )
-        for chunk, after in pairs:
-            yield finetune.pair_batch(chunk, self.pad_id), after
 
     def compute_loss(self, model, batch, ctx):
         out = dpo_metrics(model, self.reference, batch, self.cfg)

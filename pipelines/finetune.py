@@ -22,6 +22,7 @@ from pipelines.chat_data import RecordError
 from pipelines.preference_data import PreferencePair
 from pipelines.sft_data import Example, as_row, collate, response_example
 from pipelines.stats import StageStats
+from pipelines.training.loop import TrainTask, WorkerContext
 
 T = TypeVar("T")
 
@@ -124,6 +125,24 @@ def tokenize_pairs(
             stats.add("truncated_pairs")
         out.append((chosen, rejected))
     return out
+
+
+class PairTask(TrainTask):
+    """What the reward model and DPO share: preference pairs streamed in micro-batches."""
+
+    def __init__(self, model: str, tokenizer, train, val, cfg: TrainingConfig) -> None:
+        self.model_uri, self.tokenizer, self.cfg = model, tokenizer, cfg
+        self.train_pairs, self.val_pairs = train, val
+        self.pad_id = tokenizer.pad_token_id
+
+    def initial_position(self) -> dict[str, Any]:
+        return {"seen": 0}
+
+    def batches(self, ctx: WorkerContext, position: dict[str, Any]):
+        c = self.cfg
+        chunks = stream(self.train_pairs, c.micro_batch, ctx.rank, ctx.world_size, position, c.seed)
+        for chunk, after in chunks:
+            yield pair_batch(chunk, self.pad_id), after
 
 
 def pair_batch(pairs: Sequence[PairExample], pad_id: int) -> dict[str, torch.Tensor]:

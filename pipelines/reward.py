@@ -21,7 +21,7 @@ from pipelines.losses import bradley_terry_loss
 from pipelines.preference_data import load_pairs
 from pipelines.sft_data import model_inputs
 from pipelines.stats import StageStats
-from pipelines.training.loop import TrainTask, WorkerContext
+from pipelines.training.loop import WorkerContext
 from pipelines.training.metrics import llama_flops_per_token
 
 
@@ -47,32 +47,15 @@ def scores(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.T
     return rewards[:half], rewards[half:]
 
 
-class RewardTask(TrainTask):
+class RewardTask(finetune.PairTask):
     name = "reward"
 
     def __init__(self, model: str, tokenizer, train, val, cfg: RewardConfig):
-        self.model_uri, self.tokenizer, self.cfg = model, tokenizer, cfg
-        self.train_pairs, self.val_pairs = train, val
-        self.pad_id = tokenizer.pad_token_id
+        super().__init__(model, tokenizer, train, val, cfg)
         self.last_eval: dict[str, float] = {}
 
     def build_model(self, ctx: WorkerContext) -> torch.nn.Module:
         return load_reward_model(self.model_uri, self.pad_id)
-
-    def initial_position(self) -> dict[str, Any]:
-        return {"seen": 0}
-
-    def batches(self, ctx: WorkerContext, position: dict[str, Any]):
-        pairs = finetune.stream(
-            self.train_pairs,
-            self.cfg.micro_batch,
-            ctx.rank,
-            ctx.world_size,
-            position,
-            self.cfg.seed,
-        )
-        for chunk, after in pairs:
-            yield finetune.pair_batch(chunk, self.pad_id), after
 
     def compute_loss(self, model, batch, ctx):
         chosen, rejected = scores(model, batch)

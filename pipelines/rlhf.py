@@ -192,18 +192,23 @@ class RLHFLoop:
             for s, score, adv in zip(samples, scores, advantages, strict=True)
             if s.response_ids
         ]
+        row = step_metrics(samples, scores, step)
+        times["train"] = times["sync"] = 0.0
+        if before_sync is not None:
+            before_sync()
+        if len(batch) < len(self.actors.learners):
+            # too few answers survived scoring to give every learner a shard: no update, counted
+            self.errors["step skipped: fewer usable answers than learners"] += 1
+            row["skipped_update"] = 1
+            return {**row, "reward_errors": dropped, "trained_samples": len(batch)}
         started = time.perf_counter()
         results = self.actors.train(batch)
         times["train"] = time.perf_counter() - started
-        if before_sync is not None:
-            before_sync()
         started = time.perf_counter()
-        load_seconds = self.actors.sync(step)
+        row["weight_load_s"] = self.actors.sync(step)
         times["sync"] = time.perf_counter() - started
-        row = step_metrics(samples, scores, step)
         for key in results[0]:
             row[key] = float(np.mean([r[key] for r in results if key in r]))
-        row["weight_load_s"] = load_seconds
         row["reward_errors"] = dropped
         row["trained_samples"] = len(batch)
         return row

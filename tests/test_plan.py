@@ -8,7 +8,7 @@ import pytest
 
 from cluster import plan
 from cluster.cli import main
-from cluster.commands import _count
+from cluster.commands.lifecycle import _count
 
 
 def test_training_flops_is_six_n_t() -> None:

@@ -145,8 +145,10 @@ def test_autoscaler_adds_nodes_for_pending_work_and_removes_idle_ones(tmp_path: 
     finally:
         head.stop()
     assert result["ids"] == list(range(6))  # every task ran once, nothing lost
-    # Scaled up (2 nodes come one after the other on a busy machine), never past max_workers.
-    assert 2 <= result["peak_nodes"] <= 3, result["timeline"]
+    # Scaled up (the 2 nodes come one after the other on a busy machine). At most max_workers
+    # run at once, but Ray may still list an idle node being removed while its replacement
+    # joins: 1 head + 2 workers + 1 leaving.
+    assert 2 <= result["peak_nodes"] <= 4, result["timeline"]
     assert result["nodes_used"] >= 2  # the new nodes did the work, not only the head
     assert result["nodes_after_idle"] == 1  # idle workers were removed again
 

@@ -9,7 +9,7 @@ import pytest
 from tiny_chat import build_chat_model
 
 from cluster import cli
-from cluster.commands import CHAT_FORMATS, PAIR_FORMATS
+from cluster.commands.training import CHAT_FORMATS, PAIR_FORMATS
 from cluster.config import load_config
 from pipelines import finetune, sft
 from pipelines.chat_data import CHAT_ADAPTERS

@@ -2,8 +2,8 @@
 
 
 def flaky(prompt: str, response: str) -> float:
-    """Raises for a third of the answers, returns NaN for another third, 0 otherwise."""
-    kind = len(response) % 3
+    """Raises for a fifth of the answers, returns NaN for another fifth, 0 otherwise."""
+    kind = len(response) % 5
     if kind == 0:
         raise ValueError("this rule fails on purpose")
     return float("nan") if kind == 1 else 0.0
