@@ -209,3 +209,19 @@ def test_bad_inputs_fail_before_training(
         pretrain.run(config(max_steps=1, storage_path=bad), data, tok, str(tmp_path / "r"))
     assert main(["pretrain", "--data", str(tmp_path), "--tokenizer", tok, "--output", "x"]) == 2
     assert "not a token-shard directory" in capsys.readouterr().err
+
+
+def test_checkpoints_on_s3_and_a_rerun_resumes_from_them(
+    ray_cluster: None, s3_bucket: str, pretrain_shards: Path, pretrain_tokenizer: Path, tmp_path
+) -> None:
+    import s3fs
+
+    run_dir = tmp_path / "s3run"
+    storage = f"{s3_bucket}/checkpoints"
+    args = (str(pretrain_shards), str(pretrain_tokenizer), str(run_dir))
+    pretrain.run(config(max_steps=4, checkpoint_every=2, eval_every=0, storage_path=storage), *args)
+    saved = s3fs.S3FileSystem().find(storage.removeprefix("s3://"))
+    assert any(path.endswith("model.safetensors") for path in saved)  # HF weights, on S3
+    assert any(path.endswith("optimizer.pt") for path in saved)
+    pretrain.run(config(max_steps=6, checkpoint_every=2, eval_every=0, storage_path=storage), *args)
+    assert [r["step"] for r in rows(run_dir)] == list(range(1, 7))  # resumed at 4, not redone
