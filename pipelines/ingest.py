@@ -30,7 +30,7 @@ from fsspec.utils import infer_compression
 from cluster.config import IngestConfig, NatalConfig
 from cluster.errors import InputError
 from pipelines import sources, storage, warc
-from pipelines.extract import get_extractor
+from pipelines.extract import extract_text
 from pipelines.filters.lang import detect_language
 from pipelines.stats import StageStats
 from pipelines.warc import skip
@@ -146,12 +146,11 @@ def _document(
 def _warc_fields(
     stream: BinaryIO, path: str, cfg: IngestConfig, stats: StageStats
 ) -> Iterator[tuple[int, dict]]:
-    extract = get_extractor(cfg.extractor)
     for rec in warc.iter_web_records(stream, stats, cfg.max_record_bytes):
         text = warc.decode_text(rec.body, rec.charset)
         if rec.is_html:
             try:
-                text = extract(text).strip()
+                text = extract_text(text, cfg.extractor)
             except Exception as exc:  # one page an extractor chokes on is one error
                 _error(stats, f"extract:{type(exc).__name__}")
                 continue
