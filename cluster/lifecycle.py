@@ -138,4 +138,18 @@ def run_lifecycle(
         record["stats"] = stats
         (stage_dir / MANIFEST).write_text(json.dumps(record, indent=2, default=str))
         summary["stages"][stage.name] = f"done in {finished - started:.0f} s"
+        for line in highlights(stats):
+            log(f"[natal run] {stage.name}: {line}")
     return summary
+
+
+def highlights(stats: dict[str, Any], width: int = 110) -> list[str]:
+    """A stage's headline numbers and texts (its top-level scalars), one short line each."""
+    lines = []
+    for key, value in (stats or {}).items():
+        if key == "stage" or isinstance(value, dict | list) or value is None:
+            continue
+        text = f"{value:.4g}" if isinstance(value, float) else " ".join(str(value).split())
+        line = f"{key} = {text}"
+        lines.append(line if len(line) <= width else line[: width - 1] + "…")
+    return lines
