@@ -22,6 +22,12 @@ def ray_env_defaults() -> dict[str, str]:
     return {key: os.environ.get(key, value) for key, value in _RAY_ENV_DEFAULTS.items()}
 
 
+def joins_existing_cluster(cfg: RuntimeConfig | None = None) -> bool:
+    """True when natal connects to a cluster it did not start (which may autoscale)."""
+    cfg = cfg or RuntimeConfig()
+    return bool(cfg.address or os.environ.get("RAY_ADDRESS"))
+
+
 def ensure_ray(cfg: RuntimeConfig | None = None) -> str:
     """Connect to Ray once per process and say where: the remote address, or ``local``."""
     cfg = cfg or RuntimeConfig()

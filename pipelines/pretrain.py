@@ -163,24 +163,25 @@ def check_inputs(index: dict[str, Any], tokenizer_dir: str, cfg: PretrainConfig)
         )
 
 
-def check_cluster(cfg: PretrainConfig) -> None:
-    """Fail instead of waiting forever for workers the cluster cannot place."""
+def check_cluster(cfg: PretrainConfig, workers: int) -> None:
+    """On natal's own local cluster, fail instead of waiting forever for workers it cannot
+    place. (A cluster natal joins may autoscale: there Ray Train waits for the nodes.)"""
     import ray
 
     resources = ray.cluster_resources()
     cpus, gpus = resources.get("CPU", 0), resources.get("GPU", 0)
-    if cfg.workers * cfg.cpus_per_worker > cpus:
+    if workers * cfg.cpus_per_worker > cpus:
         raise ConfigError(
-            f"pretrain.workers={cfg.workers} × cpus_per_worker={cfg.cpus_per_worker} needs more "
+            f"pretrain.workers={workers} × cpus_per_worker={cfg.cpus_per_worker} needs more "
             f"CPUs than the cluster has ({cpus:g})"
         )
-    if cfg.use_gpu and cfg.workers > gpus:
-        raise ConfigError(f"pretrain.workers={cfg.workers} GPU workers, cluster has {gpus:g} GPUs")
+    if cfg.use_gpu and workers > gpus:
+        raise ConfigError(f"pretrain.workers={workers} GPU workers, cluster has {gpus:g} GPUs")
 
 
 def run(cfg: NatalConfig, data: str, tokenizer: str, output: str) -> dict[str, Any]:
     """Pre-train (or resume, when ``output`` holds checkpoints) and export ``output/final``."""
-    from cluster.runtime import ensure_ray
+    from cluster.runtime import ensure_ray, joins_existing_cluster
 
     pcfg = cfg.pretrain
     data, tokenizer, output = (storage.absolute(p) for p in (data, tokenizer, output))
@@ -189,7 +190,8 @@ def run(cfg: NatalConfig, data: str, tokenizer: str, output: str) -> dict[str, A
     storage.ensure_dir(output)
     storage.write_text(storage.join(output, "config.yaml"), dump_config(cfg))
     ensure_ray(cfg.runtime)
-    check_cluster(pcfg)
+    if not joins_existing_cluster(cfg.runtime):
+        check_cluster(pcfg, min(cfg.resources.train_min_workers or pcfg.workers, pcfg.workers))
     task = CausalLMTask(data, tokenizer, index, pcfg)
     summary = fit(task, pcfg, output, "pretrain", cfg.resources.train_min_workers)
     versus = against_plan(cfg, summary, storage.join(output, "final"))

@@ -67,6 +67,46 @@ print("RESULT " + json.dumps(result))
 """
 
 
+# A natal stage as the demand: `natal pretrain` with 2 one-CPU workers on a 1-CPU head. On a
+# cluster natal joins (RAY_ADDRESS), the stage does not refuse work the cluster cannot place
+# yet: Ray Train's pending placement group makes the autoscaler add a node.
+PRETRAIN_DRIVER = """
+import json, os, sys, threading, time
+address, shards, tokenizer, out = sys.argv[1:5]
+os.environ["RAY_ADDRESS"] = address
+import ray
+from cluster.config import load_config
+from pipelines import pretrain
+
+values = {"pretrain.workers": 2, "pretrain.max_steps": 3, "pretrain.micro_batch": 2,
+          "pretrain.log_every": 1, "pretrain.eval_every": 0, "pretrain.checkpoint_every": 0,
+          "pretrain.max_failures": 0, "pretrain.warmup_steps": 1}
+cfg = load_config(values=values)
+ray.init(address=address, log_to_driver=False)
+
+def alive():
+    return sum(1 for node in ray.nodes() if node["Alive"])
+
+result = {"start_nodes": alive(), "peak_nodes": alive()}
+done = threading.Event()
+
+def watch():
+    while not done.is_set():
+        result["peak_nodes"] = max(result["peak_nodes"], alive())
+        time.sleep(0.5)
+
+threading.Thread(target=watch, daemon=True).start()
+stats = pretrain.run(cfg, data=shards, tokenizer=tokenizer, output=out)
+done.set()
+result["steps"] = stats["counts"]["steps"]
+ended = time.monotonic()
+while alive() > 1 and time.monotonic() - ended < 90:
+    time.sleep(1)
+result["nodes_after_idle"] = alive()
+print("RESULT " + json.dumps(result))
+"""
+
+
 def run_driver(script: str, *args: str, timeout: float = 300) -> dict:
     """Run a driver script in a child Python (``ray.init`` there, not here); its RESULT line.
 
@@ -151,6 +191,26 @@ def test_autoscaler_adds_nodes_for_pending_work_and_removes_idle_ones(tmp_path: 
     assert 2 <= result["peak_nodes"] <= 4, result["timeline"]
     assert result["nodes_used"] >= 2  # the new nodes did the work, not only the head
     assert result["nodes_after_idle"] == 1  # idle workers were removed again
+
+
+def test_autoscaler_adds_a_node_for_a_natal_pretrain_stage(
+    tmp_path: Path, pretrain_shards: Path, pretrain_tokenizer: Path
+) -> None:
+    head = RayHead(num_cpus=1, dashboard=False)
+    config = fake_cluster_config(tmp_path / "autoscale.yaml", head, max_workers=2)
+    head.cmd.append(f"--autoscaling-config={config}")
+    head.env.update(AUTOSCALER_UPDATE_INTERVAL_S="1", RAY_FAKE_CLUSTER="1")
+    head.start()
+    try:
+        args = (head.address, str(pretrain_shards), str(pretrain_tokenizer), str(tmp_path / "run"))
+        result = run_driver(PRETRAIN_DRIVER, *args)
+    finally:
+        head.stop()
+    assert result["start_nodes"] == 1  # the head alone could not place 2 training workers
+    assert result["peak_nodes"] >= 2  # the stage's pending workers brought a node up
+    assert result["steps"] == 3  # and the stage ran to the end on it
+    assert result["nodes_after_idle"] == 1  # the idle node went away again
+    assert (tmp_path / "run" / "final" / "config.json").exists()
 
 
 # ray.cluster_utils.Cluster (several raylets on this machine; its shutdown kills only its own
