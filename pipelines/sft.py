@@ -107,23 +107,9 @@ def prepare(
 
 def sample_answer(model_dir: str, prompt: str, max_new_tokens: int) -> str:
     """Greedy answer of the model to one user turn (stops at the end-of-turn marker)."""
-    from transformers import AutoModelForCausalLM
+    from pipelines.evaluate import greedy_answers
 
-    tokenizer = finetune.load_tokenizer(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(finetune.local_model_dir(model_dir)).eval()
-    ids = tokenizer.apply_chat_template(
-        [{"role": "user", "content": prompt}], add_generation_prompt=True, return_dict=True
-    )["input_ids"]
-    stop = [tokenizer.eos_token_id, *tokenizer.convert_tokens_to_ids(["<|end|>"])]
-    with torch.no_grad():
-        out = model.generate(
-            torch.tensor([ids]),
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            eos_token_id=[t for t in stop if t is not None and t >= 0],
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    return tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True).strip()
+    return greedy_answers(finetune.local_model_dir(model_dir), [prompt], max_new_tokens)[0]
 
 
 def run(
