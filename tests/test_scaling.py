@@ -250,7 +250,9 @@ cluster = Cluster(
     initialize_head=True,
     connect=True,
     head_node_args={"num_cpus": 1, "gcs_server_port": free_port(), "include_dashboard": False,
-                    "temp_dir": temp_dir, "ray_client_server_port": free_port(), **ports()},
+                    "temp_dir": temp_dir, "ray_client_server_port": free_port(), **ports(),
+                    "_system_config": {"health_check_period_ms": 1000,
+                                       "health_check_failure_threshold": 5}},
 )
 node_a, node_b = cluster.add_node(num_cpus=1, **ports()), cluster.add_node(num_cpus=1, **ports())
 cluster.wait_for_nodes()
@@ -278,6 +280,9 @@ for i, batch in enumerate(ds.iter_batches(batch_size=8)):
         cluster.remove_node(node_a, allow_graceful=False)
     seen += [(int(a), int(b)) for a, b in zip(batch["id"], batch["twice"])]
 result["data_pairs_ok"] = sorted(seen) == [(i, 2 * i) for i in range(64)]
+deadline = time.monotonic() + 90  # the GCS marks a killed node dead after missed health checks
+while alive() == nodes_before and time.monotonic() < deadline:
+    time.sleep(0.5)
 result["data_rows"], result["nodes"] = len(seen), [nodes_before, alive()]
 lap("data")
 
