@@ -1,8 +1,10 @@
-"""Per-partition steps of the dedup shuffles: what one Ray task does with its partition.
+"""Per-partition steps of the dedup shuffles: what one task does with its partition.
 
-Each step takes the rows of one hash partition (dicts of numpy arrays, one per producer)
-and returns its output already split for the next step's partitions (a list of dicts) plus a
-small stats dict. Pure functions: ``pipelines.dedup.stage`` runs them as Ray tasks.
+The band buckets are grouped by Ray Data (``bucket_rows`` → groupby ``part`` →
+``buckets_to_edges``). Every later step takes the rows of one hash partition (dicts of numpy
+arrays, one per producer) and returns its output already split for the next step's
+partitions (a list of dicts) plus a small stats dict. Pure functions:
+``pipelines.dedup.driver`` runs them.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 
 from pipelines.dedup.components import (
     both_directions,
@@ -57,11 +60,11 @@ def unit_of(keys: np.ndarray) -> np.ndarray:
     return keys >> 32
 
 
-def route_meta_and_buckets(meta: dict[str, np.ndarray], params: Params) -> list[dict]:
-    """One unit's documents → bucket rows by bucket hash, then meta rows by key (2P dicts).
+def bucket_rows(meta: dict[str, np.ndarray], params: Params) -> dict[str, np.ndarray]:
+    """One unit's documents → bucket rows, each tagged with its bucket's partition.
 
     Bucket rows: the exact-text hash (one bucket), each LSH band (documents with words),
-    and the id (to count repeated ids). Meta rows carry what later joins need.
+    and the id (to count repeated ids). Ray Data groups them by ``part``.
     """
     keys, sig, n = meta["key"], meta["sig"], len(meta["key"])
     with_words = sig[:, 0] != EMPTY if n else np.zeros(0, dtype=bool)
@@ -69,7 +72,6 @@ def route_meta_and_buckets(meta: dict[str, np.ndarray], params: Params) -> list[
     buckets = np.concatenate(
         [fmix64(meta["exact"] ^ _TAG_EXACT), bands.ravel(), fmix64(meta["id_hash"] ^ _TAG_ID)]
     )
-    bucket_keys = np.concatenate([keys, np.repeat(keys[with_words], params.bands), keys])
     kinds = np.concatenate(
         [
             np.full(n, KIND_EXACT, np.int8),
@@ -77,15 +79,25 @@ def route_meta_and_buckets(meta: dict[str, np.ndarray], params: Params) -> list[
             np.full(n, KIND_ID, np.int8),
         ]
     )
-    P = params.partitions
-    bucket_part = (buckets % np.uint64(P)).astype(np.int64)
-    bucket_parts = split_rows(
-        {"bucket": buckets, "key": bucket_keys, "kind": kinds}, bucket_part, P
-    )
+    return {
+        "part": (buckets % np.uint64(params.partitions)).astype(np.int64),
+        "bucket": buckets,
+        "key": np.concatenate([keys, np.repeat(keys[with_words], params.bands), keys]),
+        "kind": kinds,
+    }
+
+
+def route(meta: dict[str, np.ndarray], params: Params) -> list:
+    """What a producer hands on: its bucket rows as one Arrow table, then meta by partition."""
+    return [pa.table(bucket_rows(meta, params)), *route_meta(meta, params)]
+
+
+def route_meta(meta: dict[str, np.ndarray], params: Params) -> list[dict]:
+    """Meta rows (what later joins need) split by key partition, one dict per partition."""
     columns = {name: meta[name] for name in ("key", "id", "len", "exact", "earlier")}
     if params.verify:
-        columns["sig"] = sig
-    return bucket_parts + split_rows(columns, partition_of(keys, P), P)
+        columns["sig"] = meta["sig"]
+    return split_rows(columns, partition_of(meta["key"], params.partitions), params.partitions)
 
 
 def meta_columns(keys, ids, lengths, exact, sig, earlier: bool) -> dict[str, np.ndarray]:
@@ -101,28 +113,41 @@ def meta_columns(keys, ids, lengths, exact, sig, earlier: bool) -> dict[str, np.
     }
 
 
-def buckets_to_edges(params: Params, *parts: dict) -> tuple[list[dict], dict]:
-    """Bucket rows of one partition → candidate edges, split for the next step.
+def buckets_to_edges(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Bucket rows of one partition (whole buckets) → candidate edges with their kind.
+
+    The ``map_groups`` body of the Ray Data groupby: a star of edges per bucket, per kind.
+    """
+    us, vs, kinds = [], [], []
+    for kind in (KIND_EXACT, KIND_FUZZY, KIND_ID):
+        mine = rows["kind"] == kind
+        u, v = bucket_edges(rows["bucket"][mine], rows["key"][mine])
+        us.append(u)
+        vs.append(v)
+        kinds.append(np.full(len(u), kind, np.int8))
+    return {"u": np.concatenate(us), "v": np.concatenate(vs), "kind": np.concatenate(kinds)}
+
+
+def route_edges(params: Params, block: pa.Table) -> tuple[list[dict], dict]:
+    """A Ray Data block of candidate edges → split for the next step, with counts.
 
     With verification the edges go to the ``u`` side of the signature join, otherwise
-    straight to the first large-star step (both directions).
+    straight to the first large-star step (both directions). Edges between documents that
+    share an id are only counted: such documents are both kept (docs/dedup-at-scale.md).
     """
-    rows = concat(parts)
-    stats = {"duplicate_ids": 0, "exact_edges": 0, "band_edges": 0}
-    if not rows:
-        return [{} for _ in range(params.partitions)], stats
-    kind = rows["kind"]
-    is_id = kind == KIND_ID
-    id_u, id_v = bucket_edges(rows["bucket"][is_id], rows["key"][is_id])
-    stats["duplicate_ids"] = int(len(np.unique(np.concatenate([id_u, id_v]))))
-    eu, ev = bucket_edges(rows["bucket"][kind == KIND_EXACT], rows["key"][kind == KIND_EXACT])
-    fu, fv = bucket_edges(rows["bucket"][kind == KIND_FUZZY], rows["key"][kind == KIND_FUZZY])
-    stats["exact_edges"], stats["band_edges"] = len(eu), len(fu)
-    u, v = np.concatenate([eu, fu]), np.concatenate([ev, fv])
-    exact = np.concatenate([np.ones(len(eu), bool), np.zeros(len(fu), bool)])
+    edges = {name: block.column(name).to_numpy() for name in ("u", "v", "kind")}
+    kind = edges["kind"]
+    is_id, exact = kind == KIND_ID, kind == KIND_EXACT
+    id_heads = np.unique(edges["v"][is_id])
+    stats = {
+        "duplicate_ids": int(np.count_nonzero(is_id) + len(id_heads)),
+        "exact_edges": int(np.count_nonzero(exact)),
+        "band_edges": int(np.count_nonzero(kind == KIND_FUZZY)),
+    }
+    u, v, exact = edges["u"][~is_id], edges["v"][~is_id], exact[~is_id]
     if params.verify:
-        edges = {"u": u, "v": v, "exact": exact}
-        return split_rows(edges, partition_of(u, params.partitions), params.partitions), stats
+        candidates = {"u": u, "v": v, "exact": exact}
+        return split_rows(candidates, partition_of(u, params.partitions), params.partitions), stats
     return for_large_star(u, v, params.partitions), stats
 
 

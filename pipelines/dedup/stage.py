@@ -1,11 +1,13 @@
 """``natal dedup`` on Ray: read → sign → bucket → verify → components → decide → write.
 
-Every step after reading is a hash-partitioned shuffle run as plain Ray tasks: each task
-returns its output already split into one object per next-step partition, so no process ever
-holds all documents, edges or labels (docs/dedup-at-scale.md). Ray Data's own shuffles have a
-fixed cost of seconds each, and connected components need several rounds, so the
-stage schedules the tasks itself (measured: a 200k-row Ray Data groupby took ~4.5–5 s on 2 CPUs). The document texts are read twice (sign, then write) and
-never shuffled; only keys, hashes and, with verification, signatures move.
+The band buckets become candidate edges through a Ray Data groupby (the biggest shuffle: one
+row per document and band). The later steps (signature join, connected-component rounds,
+decide) are hash-partitioned shuffles run as plain Ray tasks: each task returns its output
+already split into one object per next-step partition, so no process ever holds all
+documents, edges or labels (docs/dedup-at-scale.md); components need several rounds, and a
+task round costs milliseconds where a Ray Data shuffle has a fixed start cost. The document
+texts are read twice (sign, then write) and never shuffled; only keys, hashes and, with
+verification, signatures move.
 """
 
 from __future__ import annotations
@@ -93,7 +95,7 @@ def _sign(params: shuffle.Params, unit: Unit, output: str) -> list:
         "problems": rows.problems,
         "errors": rows.errors,
     }
-    return shuffle.route_meta_and_buckets(meta, params) + [stats]
+    return shuffle.route(meta, params) + [stats]
 
 
 def _write_index(output: str, unit_index: int, meta: dict[str, np.ndarray]) -> None:
@@ -126,7 +128,7 @@ def _load_index(params: shuffle.Params, path: str, source: int) -> list:
         sig.astype(np.uint32),
         earlier=True,
     )
-    return shuffle.route_meta_and_buckets(meta, params) + [{"counts": {"earlier": len(keys)}}]
+    return shuffle.route(meta, params) + [{"counts": {"earlier": len(keys)}}]
 
 
 def _write(params: shuffle.Params, output: str, units: list[Unit], *parts: dict) -> dict:
