@@ -94,6 +94,12 @@ class ServeConfig(Section):
     target_ongoing_requests: float = Field(
         32, gt=0, description="requests in flight per replica that autoscaling aims at"
     )
+    upscale_delay_s: float = Field(
+        30, ge=0, description="seconds the load must stay above target before a replica is added"
+    )
+    downscale_delay_s: float = Field(
+        600, ge=0, description="seconds the load must stay below target before one is removed"
+    )
     max_ongoing_requests: int = Field(
         256, ge=1, description="requests a replica takes at once (its engine batches them)"
     )

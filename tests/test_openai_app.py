@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -220,14 +222,85 @@ def test_check_chat_is_the_demo_step(server: str) -> None:
     assert isinstance(reply, str)
 
 
+def _running_replicas(app: str) -> int:
+    from ray import serve
+
+    states = serve.status().applications[app].deployments["openai"].replica_states
+    return sum(n for state, n in states.items() if getattr(state, "value", state) == "RUNNING")
+
+
+def test_replicas_scale_up_under_load_and_back_down(server: str, tmp_path: Path) -> None:
+    """A second app (1..2 replicas): sustained requests add a replica, idleness removes it."""
+    from ray import serve
+
+    model_dir = build_tiny_model(tmp_path / "scaling")
+    args = {
+        "model": str(model_dir),
+        "served_model_name": "scaling",
+        "min_replicas": 1,
+        "max_replicas": 2,
+        "target_ongoing_requests": 2,
+        "upscale_delay_s": 1,
+        "downscale_delay_s": 2,
+        "num_cpus": 0.25,
+        "kv_cache_mb": 32,
+        "max_model_len": MAX_MODEL_LEN,
+    }
+    serve.run(openai_app.build_app(args), name="natal-scaling", route_prefix="/scaling")
+    base = server.removesuffix("/v1") + "/scaling/v1"
+    stop, codes = threading.Event(), []
+
+    def load() -> None:  # 8 long requests in flight at any time, until told to stop
+        body = {"model": "scaling", "prompt": "Once", "max_tokens": 200, "ignore_eos": True}
+
+        async def main() -> None:
+            async with httpx.AsyncClient(timeout=120) as http:
+                while not stop.is_set():
+                    replies = await asyncio.gather(
+                        *(http.post(f"{base}/completions", json=body) for _ in range(8))
+                    )
+                    codes.extend(r.status_code for r in replies)
+
+        asyncio.run(main())
+
+    try:
+        seen = [_running_replicas("natal-scaling")]
+        loader = threading.Thread(target=load, daemon=True)
+        loader.start()
+        deadline = time.monotonic() + 120
+        while seen[-1] < 2 and time.monotonic() < deadline:
+            time.sleep(1)
+            seen.append(_running_replicas("natal-scaling"))
+        stop.set()
+        loader.join(timeout=120)
+        deadline = time.monotonic() + 120
+        while _running_replicas("natal-scaling") > 1 and time.monotonic() < deadline:
+            time.sleep(1)
+        after = _running_replicas("natal-scaling")
+    finally:
+        stop.set()
+        serve.delete("natal-scaling")
+    print(f"replicas while loaded: {seen}; after: {after}")
+    assert seen[0] == 1 and seen[-1] == 2 and after == 1
+    assert codes and set(codes) == {200}  # no request failed while replicas came and went
+
+
 def test_build_app_takes_autoscaling_from_the_config(tmp_path: Path) -> None:
-    args = {"min_replicas": 0, "max_replicas": 3, "target_ongoing_requests": 5, "num_cpus": 0.5}
+    args = {
+        "min_replicas": 0,
+        "max_replicas": 3,
+        "target_ongoing_requests": 5,
+        "upscale_delay_s": 2,
+        "downscale_delay_s": 20,
+        "num_cpus": 0.5,
+    }
     (tmp_path / "config.json").write_text("{}")
     deployment = openai_app.build_app({"model": str(tmp_path), **args})._bound_deployment
     assert deployment.ray_actor_options == {"num_cpus": 0.5, "num_gpus": 0}
     autoscaling = deployment._deployment_config.autoscaling_config
     assert (autoscaling.min_replicas, autoscaling.max_replicas) == (0, 3)
     assert autoscaling.target_ongoing_requests == 5 and autoscaling.initial_replicas == 1
+    assert (autoscaling.upscale_delay_s, autoscaling.downscale_delay_s) == (2, 20)
     with pytest.raises(ConfigError):
         openai_app.build_app({"model": str(tmp_path), "min_replicas": 4, "max_replicas": 2})
     with pytest.raises(ConfigError):
