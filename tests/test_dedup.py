@@ -94,6 +94,21 @@ def test_output_contract(corpus, result) -> None:
     assert on_disk["counts"] == counts and set(on_disk["seconds"]) >= {"read_sign", "components"}
 
 
+def _clusters(out: Path) -> list[list[str]]:
+    members: dict[int, list[str]] = {}
+    for row in pq.read_table(out / "clusters.parquet").to_pylist():
+        members.setdefault(row["cluster"], []).append(row["id"])
+    return sorted(sorted(ids) for ids in members.values())
+
+
+def test_partition_count_does_not_change_the_outcome(corpus, result, tmp_path) -> None:
+    """2 partitions for 3 read units: meta routers merge units, the clusters stay the same."""
+    stats = run(_config(partitions=2), [str(corpus[2])], str(tmp_path))
+    assert _clusters(tmp_path) == _clusters(result[1])
+    same = ("input", "kept", "exact_duplicates", "fuzzy_duplicates", "clusters", "largest_cluster")
+    assert {k: stats["counts"][k] for k in same} == {k: result[0]["counts"][k] for k in same}
+
+
 def test_against_an_earlier_run_keeps_what_it_admitted(corpus, result, tmp_path) -> None:
     docs, _, _ = corpus
     _, first = result

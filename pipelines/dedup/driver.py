@@ -1,7 +1,8 @@
 """The Ray side of ``natal dedup``: a Ray Data groupby, then one task per partition and step.
 
 Read tasks hand their bucket rows to Ray Data (one Arrow table each), which groups them by
-partition into candidate edges. Later tasks hand each other per-partition object refs
+partition into candidate edges, and their meta rows to at most P router tasks, which split
+them by key partition. Later tasks hand each other per-partition object refs
 (``num_returns`` = partitions + 1: the parts, then a stats dict), so the driver only ever
 fetches stats and the small cluster table.
 """
@@ -75,13 +76,13 @@ class Driver:
         P, stats = self.P, self.stats
         with stats.timer("read_sign"):
             producers = [
-                _call.options(num_returns=P + 2, **self.resources).remote(
+                _call.options(num_returns=3, **self.resources).remote(
                     sign, self.params, u, self.output
                 )
                 for u in units
             ]
             producers += [
-                _call.options(num_returns=P + 2).remote(load_index, self.params, f, j + 1)
+                _call.options(num_returns=3).remote(load_index, self.params, f, j + 1)
                 for j, files in enumerate(indexes)
                 for f in files
             ]
@@ -92,7 +93,7 @@ class Driver:
                 stats.extra.setdefault("errors", []).extend(result.get("errors", []))
             stats.extra["errors"] = stats.extra.get("errors", [])[:20]
             bucket_tables = [p[0] for p in producers]
-            meta = [_concat.remote(*parts) for parts in _transpose([p[1:-1] for p in producers], P)]
+            meta = self._route_meta([p[1] for p in producers])
             del producers
         with stats.timer("buckets"):
             edge_blocks = self._group_buckets(bucket_tables)
@@ -146,6 +147,12 @@ class Driver:
             for result in gather(writers, "dedup: write"):
                 stats.merge(result)
         return stats
+
+    def _route_meta(self, metas: list) -> list:
+        """Producers' meta rows → one object per key partition, through ≤ P router tasks."""
+        routers = min(len(metas), self.P)
+        outs = [self._fan(shuffle.route_meta, *metas[r::routers]) for r in range(routers)]
+        return [_concat.remote(*parts) for parts in _transpose([o[: self.P] for o in outs], self.P)]
 
     def _group_buckets(self, tables: list) -> list:
         """Ray Data groupby of all bucket rows by partition → blocks of candidate edges."""

@@ -88,16 +88,24 @@ def bucket_rows(meta: dict[str, np.ndarray], params: Params) -> dict[str, np.nda
 
 
 def route(meta: dict[str, np.ndarray], params: Params) -> list:
-    """What a producer hands on: its bucket rows as one Arrow table, then meta by partition."""
-    return [pa.table(bucket_rows(meta, params)), *route_meta(meta, params)]
-
-
-def route_meta(meta: dict[str, np.ndarray], params: Params) -> list[dict]:
-    """Meta rows (what later joins need) split by key partition, one dict per partition."""
+    """What a producer hands on: its bucket rows as one Arrow table, and its meta rows."""
     columns = {name: meta[name] for name in ("key", "id", "len", "exact", "earlier")}
     if params.verify:
         columns["sig"] = meta["sig"]
-    return split_rows(columns, partition_of(meta["key"], params.partitions), params.partitions)
+    return [pa.table(bucket_rows(meta, params)), columns]
+
+
+def route_meta(params: Params, *metas: dict) -> tuple[list[dict], dict]:
+    """Several producers' meta rows (what later joins need) split by key partition.
+
+    One task routes many producers' rows, so the driver holds at most P × P references for
+    this shuffle however many read units there are (docs/dedup-at-scale.md).
+    """
+    rows = concat(metas)
+    P = params.partitions
+    if not rows:
+        return [{} for _ in range(P)], {}
+    return split_rows(rows, partition_of(rows["key"], P), P), {}
 
 
 def meta_columns(keys, ids, lengths, exact, sig, earlier: bool) -> dict[str, np.ndarray]:
