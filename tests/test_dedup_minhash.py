@@ -7,7 +7,7 @@ import pytest
 from datasketch import MinHash
 
 from pipelines.dedup import minhash
-from pipelines.dedup.exact import exact_hashes, normalize, words
+from pipelines.dedup.exact import exact_hashes, fmix64, normalize, words
 from pipelines.dedup.synthetic import jaccard, make_corpus, shingles, vocabulary
 
 NUM_PERM = 112
@@ -66,10 +66,10 @@ def test_estimate_agrees_with_datasketch_within_minhash_error(pairs) -> None:
     assert np.abs(mine - truth).mean() <= np.abs(theirs - truth).mean() * 1.5 + 0.01
 
 
-def test_big_document_is_reduced_in_slices(monkeypatch) -> None:
+def test_signatures_equal_the_definition_for_small_and_big_documents() -> None:
     rng = np.random.default_rng(0)
-    hashes = rng.integers(0, 2**63, size=5000, dtype=np.uint64)
-    offsets = np.array([0, 10, 4990, 5000])
+    hashes = rng.integers(0, 2**63, size=200_000, dtype=np.uint64)
+    offsets = np.array([0, 10, 199_990, 200_000])
     a, b = minhash.permutations(16, 2)
     with np.errstate(over="ignore"):
         direct = np.stack(
@@ -78,7 +78,6 @@ def test_big_document_is_reduced_in_slices(monkeypatch) -> None:
                 for lo, hi in zip(offsets[:-1], offsets[1:], strict=True)
             ]
         )
-    monkeypatch.setattr(minhash, "CHUNK_SHINGLES", 64)
     assert (minhash.signatures_from_hashes(hashes, offsets, a, b) == direct).all()
 
 
@@ -90,6 +89,27 @@ def test_signatures_are_deterministic_and_seeded() -> None:
     assert (first == minhash.signatures([text], 5, a1, b1)).all()
     assert not (first == minhash.signatures([text], 5, a2, b2)).all()
     assert (a1 % 2 == 1).all()
+
+
+def test_compiled_word_hashes_follow_the_readable_definition() -> None:
+    texts = [
+        "It's 2 o'clock! Ünïcödé wörds, 中文 too — “quoted” x×y  ",
+        "",
+        "!!! ...",
+        "snake_case and CamelCase\tand\nnewlines",
+        "emoji 🙂 inside, fullwidth ＡＢＣ！ and «guillemets»",
+    ]
+    hashes, offsets = minhash.word_hashes(texts)
+    for i, text in enumerate(texts):
+        expected = []
+        for word in words(text):
+            h = 0xCBF29CE484222325
+            for byte in word.encode():
+                h = ((h ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+            expected.append(h)
+        assert (hashes[offsets[i] : offsets[i + 1]] == fmix64(np.array(expected, np.uint64))).all()
+    assert words(texts[0]) == ["it", "s", "2", "o", "clock", "ünïcödé", "wörds", "中文", "too",
+                               "quoted", "x", "y"]  # fmt: skip
 
 
 def test_exact_normalization() -> None:

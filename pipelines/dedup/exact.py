@@ -13,7 +13,19 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-_WORD = re.compile(r"\w+")
+# What separates words: ASCII other than letters, digits and "_", and the Unicode blocks of
+# spaces and punctuation. Every other character (letters of any script) belongs to a word.
+# pipelines.dedup.minhash tokenizes UTF-8 bytes with the same table, compiled.
+SEPARATOR_RANGES = (
+    (0x00, 0x2F), (0x3A, 0x40), (0x5B, 0x5E), (0x60, 0x60), (0x7B, 0xBF), (0xD7, 0xD7),
+    (0xF7, 0xF7), (0x2000, 0x206F), (0x2E00, 0x2E7F), (0x3000, 0x303F), (0xFE30, 0xFE4F),
+    (0xFF00, 0xFF0F), (0xFF1A, 0xFF20), (0xFF3B, 0xFF40), (0xFF5B, 0xFF65),
+)  # fmt: skip
+_WORD = re.compile(
+    "[^"
+    + "".join(f"{re.escape(chr(lo))}-{re.escape(chr(hi))}" for lo, hi in SEPARATOR_RANGES)
+    + "]+"
+)
 
 # splitmix64 finalizer constants: a bijective mix that spreads every input bit over the output.
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -26,7 +38,10 @@ def normalize(text: str) -> str:
 
 
 def words(text: str) -> list[str]:
-    """Lower-cased word tokens (punctuation dropped): what MinHash and decontamination shingle."""
+    """Lower-cased word tokens (punctuation dropped): what MinHash and decontamination shingle.
+
+    The readable definition; ``minhash.word_hashes`` computes the same words' hashes, fast.
+    """
     return _WORD.findall(text.lower())
 
 
@@ -48,22 +63,6 @@ def hash_strings(values: Sequence[str] | np.ndarray) -> np.ndarray:
     if array.size == 0:
         return np.zeros(0, dtype=np.uint64)
     return pd.util.hash_array(array, categorize=False)
-
-
-_WORD_HASHES: dict[str, int] = {}  # per process: web text repeats its words (Zipf)
-_WORD_CACHE_LIMIT = 1 << 21
-
-
-def hash_words(tokens: list[str]) -> np.ndarray:
-    """:func:`hash_strings` of words, each distinct word hashed once per process."""
-    cache = _WORD_HASHES
-    missing = [w for w in dict.fromkeys(tokens) if w not in cache]
-    if len(cache) + len(missing) > _WORD_CACHE_LIMIT:
-        cache.clear()
-        missing = list(dict.fromkeys(tokens))
-    if missing:
-        cache.update(zip(missing, hash_strings(missing).tolist(), strict=True))
-    return np.fromiter(map(cache.__getitem__, tokens), dtype=np.uint64, count=len(tokens))
 
 
 def exact_hashes(texts: Sequence[str]) -> np.ndarray:

@@ -37,6 +37,8 @@ from pipelines.dedup.reader import (
 )
 from pipelines.stats import StageStats
 
+WORD_HASH = "fnv1a64-fmix"  # how words are hashed: signatures of another scheme do not compare
+
 
 def resolve_params(cfg: DedupConfig, partitions: int) -> shuffle.Params:
     """Bands × rows from the config, derived from the threshold when not given."""
@@ -68,7 +70,12 @@ def resolve_params(cfg: DedupConfig, partitions: int) -> shuffle.Params:
 
 def _index_params(params: shuffle.Params) -> dict[str, int]:
     """What must match for signatures of two runs to be comparable."""
-    return {"ngram": params.ngram, "num_perm": params.num_perm, "seed": params.seed}
+    return {
+        "ngram": params.ngram,
+        "num_perm": params.num_perm,
+        "seed": params.seed,
+        "word_hash": WORD_HASH,
+    }
 
 
 # --- task bodies (run on Ray workers) -------------------------------------------------------
@@ -80,7 +87,7 @@ def _sign(params: shuffle.Params, unit: Unit, output: str) -> list:
     table = rows.table.filter(pa.array(ok))
     texts = table.column("text").to_pylist()
     a, b = permutations(params.num_perm, params.seed)
-    sig = signatures(texts, params.ngram, a, b)
+    sig = signatures(table.column("text").combine_chunks(), params.ngram, a, b)
     meta = shuffle.meta_columns(
         rows.keys[ok],
         table.column("id").to_pylist(),
