@@ -9,6 +9,7 @@ vLLM picks, bf16 unless told otherwise. Which one is decided by whether CUDA is 
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 CPU_ENGINE_ENV = {
@@ -49,9 +50,34 @@ def make_llm(
     """A ``vllm.LLM`` on ``model_dir``; on CPU, in-process with an explicit KV cache."""
     for key, value in CPU_ENGINE_ENV.items():
         os.environ.setdefault(key, value)
+    _hide_llvmlite_dunders()
     from vllm import LLM
 
     return LLM(**engine_kwargs(model_dir, kv_cache_mb, max_model_len, **overrides))
+
+
+def _hide_llvmlite_dunders() -> None:
+    """Let vLLM's CPU start-up scan modules in a process that has loaded numba.
+
+    On start-up vLLM (CPU) rebinds Triton kernels by scanning every module attribute and
+    calling ``vars(value).get(...)`` on those with a ``__dict__``. llvmlite's library wrapper,
+    which numba loads (natal's MinHash kernels are numba), answers *any* attribute with a C
+    function wrapper, ``__dict__`` included, so the scan raises ``AttributeError`` and the
+    engine does not start. Its instance gets a subclass that refuses dunder names, as a real
+    library does: it has no C symbol called ``__dict__``.
+    """
+    ffi = sys.modules.get("llvmlite.binding.ffi")
+    if ffi is None or getattr(ffi.lib, "refuses_dunders", False):
+        return
+    base = type(ffi.lib)
+
+    def __getattr__(self: Any, name: str) -> Any:
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        return base.__getattr__(self, name)
+
+    attrs = {"__slots__": (), "__getattr__": __getattr__, "refuses_dunders": True}
+    ffi.lib.__class__ = type(base.__name__, (base,), attrs)
 
 
 def engine_worker(llm: Any) -> Any:

@@ -55,7 +55,7 @@ def _is_separator(cp: int, ascii_table: np.ndarray, ranges: np.ndarray) -> bool:
 
 
 @numba.njit(cache=True)
-def _hash_words(data, doc_offsets, ascii_table, ranges, out, counts) -> int:  # pragma: no cover
+def _hash_words(data, doc_offsets, ascii_table, ranges, out, counts) -> int:
     """FNV-1a of every word of every document (UTF-8 ``data``); returns the number of words."""
     pos = 0
     for d in range(len(doc_offsets) - 1):
@@ -117,7 +117,7 @@ def word_hashes(texts: Sequence[str] | pa.Array) -> tuple[np.ndarray, np.ndarray
 
 
 @numba.njit(cache=True)
-def _ngram_hashes(word_hashes, offsets, shingle_offsets, ngram, multipliers):  # pragma: no cover
+def _ngram_hashes(word_hashes, offsets, shingle_offsets, ngram, multipliers):
     out = np.empty(shingle_offsets[-1], dtype=np.uint64)
     for d in range(len(offsets) - 1):
         lo, hi, pos = offsets[d], offsets[d + 1], shingle_offsets[d]
@@ -154,7 +154,7 @@ def shingle_hashes(texts: Sequence[str] | pa.Array, ngram: int) -> tuple[np.ndar
 
 
 @numba.njit(cache=True)
-def _min_hashes(hashes, offsets, a, b):  # pragma: no cover - compiled
+def _min_hashes(hashes, offsets, a, b):
     low = np.full((len(offsets) - 1, len(a)), np.uint64(0xFFFFFFFFFFFFFFFF), dtype=np.uint64)
     for d in range(len(offsets) - 1):
         row = low[d]

@@ -68,7 +68,7 @@ def resolve_params(cfg: DedupConfig, partitions: int) -> shuffle.Params:
     )
 
 
-def _index_params(params: shuffle.Params) -> dict[str, int]:
+def _index_params(params: shuffle.Params) -> dict[str, int | str]:
     """What must match for signatures of two runs to be comparable."""
     return {
         "ngram": params.ngram,
