@@ -10,7 +10,7 @@ the engine's tokens/s.
 
 The HTTP path (client, Serve proxy, replica) costs a fixed few milliseconds of CPU per
 request on this 2-core machine, whatever the model, so the ratio depends on how long the
-engine takes per request: the default run builds natal's ``small`` preset (~90M parameters)
+engine takes per request: the default run builds natal's ``small`` preset (~86M parameters)
 and a 2.4M-parameter ``micro`` model that shows the fixed cost at its largest.
 
     .venv/bin/python benchmarks/serve.py                        # small and micro, built here
@@ -189,7 +189,7 @@ def natal_serve(model: str, kv_mb: int) -> Iterator[str]:
 def build_model(kind: str) -> str:
     """A random-init Llama with natal's tokenizer, built here (no downloads).
 
-    ``small``: natal's ``small`` preset (GPT-2 small's shape, ~90M parameters with this
+    ``small``: natal's ``small`` preset (GPT-2 small's shape, ~86M parameters with this
     vocabulary), the smallest model anyone would serve. ``micro``: 2.4M parameters, where a
     decoding step takes ~10 ms and the HTTP path's fixed cost per request shows most.
     """
