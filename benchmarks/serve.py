@@ -186,35 +186,20 @@ def natal_serve(model: str, kv_mb: int) -> Iterator[str]:
             proc.kill()
 
 
-def build_model(kind: str) -> str:
+def bench_model(kind: str) -> str:
     """A random-init Llama with natal's tokenizer, built here (no downloads).
 
     ``small``: natal's ``small`` preset (GPT-2 small's shape, ~86M parameters with this
     vocabulary), the smallest model anyone would serve. ``micro``: 2.4M parameters, where a
     decoding step takes ~10 ms and the HTTP path's fixed cost per request shows most.
     """
-    import torch
+    from common import build_model  # benchmarks/common.py, beside this script
     from tiny_model import build_tiny_model
-    from transformers import AutoTokenizer, LlamaForCausalLM
-
-    from pipelines.training.presets import llama_config
 
     out = Path(tempfile.mkdtemp(prefix="natal-bench-")) / f"bench-{kind}"
     if kind == "micro":
         return str(build_tiny_model(out, hidden_size=256, num_layers=4))
-    build_tiny_model(out)  # natal's tokenizer; its placeholder weights are replaced below
-    tokenizer = AutoTokenizer.from_pretrained(out)
-    config = llama_config(
-        kind,
-        len(tokenizer),
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        max_seq_len=MAX_MODEL_LEN,
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(out)
-    return str(out)
+    return build_model(out, prompts(200), vocab_size=512, preset=kind, max_seq_len=MAX_MODEL_LEN)
 
 
 def parameters_m(model: str) -> float:
@@ -286,7 +271,7 @@ def main() -> None:
     # Ray sets OMP_NUM_THREADS to the replica's num_cpus (serve.num_cpus: 1); give the direct
     # engine the same, or the two runs use different thread counts
     os.environ["OMP_NUM_THREADS"] = "1"
-    models = [args.model] if args.model else [build_model(k) for k in args.builds.split(",")]
+    models = [args.model] if args.model else [bench_model(k) for k in args.builds.split(",")]
     results = {m: compare(m, args.requests, args.max_tokens, args.rounds) for m in models}
     print(
         f"\n{'model':<16}{'path (median)':<22}{'tokens':>8}{'seconds':>9}{'tokens/s':>10}"

@@ -136,7 +136,18 @@ class RLHFConfig(Section):
     seed: int = 0
 
 
-class SFTConfig(TrainingConfig):
+class FinetuneConfig(TrainingConfig):
+    """Fine-tuning's schedule: short, gentle, no weight decay (SFT, reward model, DPO)."""
+
+    lr: float = Field(1e-4, gt=0, description="peak learning rate")
+    min_lr: float = Field(1e-5, ge=0, description="learning rate at the end of cosine decay")
+    warmup_steps: int = Field(10, ge=0, description="linear warmup from 0 to lr")
+    max_steps: int = Field(200, ge=1, description="optimizer steps of the whole run")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW decay (not on norms, biases)")
+    eval_every: int = Field(50, ge=0, description="steps between validation runs (0: only at end)")
+
+
+class SFTConfig(FinetuneConfig):
     """``natal sft``: loss on assistant tokens of chat-formatted conversations."""
 
     max_seq_len: int = Field(
@@ -154,15 +165,9 @@ class SFTConfig(TrainingConfig):
     sample_tokens: int = Field(
         48, ge=0, description="tokens of the sample answers (0: no sample, e.g. big models)"
     )
-    lr: float = Field(1e-4, gt=0, description="peak learning rate")
-    min_lr: float = Field(1e-5, ge=0, description="learning rate at the end of cosine decay")
-    warmup_steps: int = Field(10, ge=0, description="linear warmup from 0 to lr")
-    max_steps: int = Field(200, ge=1, description="optimizer steps of the whole run")
-    weight_decay: float = Field(0.0, ge=0, description="AdamW decay (not on norms, biases)")
-    eval_every: int = Field(50, ge=0, description="steps between validation runs (0: only at end)")
 
 
-class RewardConfig(TrainingConfig):
+class RewardConfig(FinetuneConfig):
     """``natal reward``: a one-output sequence classifier with the Bradley–Terry loss."""
 
     max_seq_len: int = Field(
@@ -172,15 +177,9 @@ class RewardConfig(TrainingConfig):
     val_fraction: float = Field(0.1, ge=0, lt=1, description="pairs held out for accuracy")
     micro_batch: int = Field(8, ge=1, description="pairs per worker per micro-step")
     eval_batches: int = Field(32, ge=1, description="micro-batches per worker per validation")
-    lr: float = Field(1e-4, gt=0, description="peak learning rate")
-    min_lr: float = Field(1e-5, ge=0, description="learning rate at the end of cosine decay")
-    warmup_steps: int = Field(10, ge=0, description="linear warmup from 0 to lr")
-    max_steps: int = Field(200, ge=1, description="optimizer steps of the whole run")
-    weight_decay: float = Field(0.0, ge=0, description="AdamW decay (not on norms, biases)")
-    eval_every: int = Field(50, ge=0, description="steps between validation runs (0: only at end)")
 
 
-class DPOConfig(TrainingConfig):
+class DPOConfig(FinetuneConfig):
     """``natal dpo``: direct preference optimization against a frozen reference model."""
 
     beta: float = Field(0.1, gt=0, description="β: strength of the KL tie to the reference")
@@ -194,7 +193,3 @@ class DPOConfig(TrainingConfig):
     micro_batch: int = Field(4, ge=1, description="pairs per worker per micro-step")
     lr: float = Field(1e-5, gt=0, description="peak learning rate")
     min_lr: float = Field(1e-6, ge=0, description="learning rate at the end of cosine decay")
-    warmup_steps: int = Field(10, ge=0, description="linear warmup from 0 to lr")
-    max_steps: int = Field(200, ge=1, description="optimizer steps of the whole run")
-    weight_decay: float = Field(0.0, ge=0, description="AdamW decay (not on norms, biases)")
-    eval_every: int = Field(50, ge=0, description="steps between validation runs (0: only at end)")

@@ -16,7 +16,6 @@ import torch
 from cluster.config import DPOConfig, NatalConfig
 from pipelines import finetune
 from pipelines.losses import dpo_loss, sequence_logprob
-from pipelines.preference_data import load_pairs
 from pipelines.sft_data import model_inputs
 from pipelines.stats import StageStats
 from pipelines.training.loop import WorkerContext
@@ -108,15 +107,7 @@ def run(
     """DPO-tune ``model`` on the preference files in ``data``; the final model is RUNDIR/final."""
     dpo_cfg = cfg.dpo
     stats = StageStats("dpo")
-    with stats.timer("read"):
-        pairs = load_pairs(data, fmt, stats)
-        tokenizer = finetune.load_tokenizer(model)
-    with stats.timer("tokenize"):
-        examples = finetune.tokenize_pairs(tokenizer, pairs, dpo_cfg.max_seq_len, stats)
-    train, val = finetune.holdout(examples, dpo_cfg.val_fraction, dpo_cfg.seed)
-    finetune.require(train, "preference pairs", data, stats)
-    stats.add("train_pairs", len(train))
-    stats.add("val_pairs", len(val))
+    tokenizer, train, val = finetune.preference_splits(dpo_cfg, model, data, fmt, stats)
     task = DPOTask(model, tokenizer, train, val, dpo_cfg)
     return finetune.train(task, cfg, dpo_cfg, output, stats, after=lambda s: last_eval(output))
 

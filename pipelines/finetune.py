@@ -19,7 +19,7 @@ from cluster.config import NatalConfig, TrainingConfig, dump_config
 from cluster.errors import InputError
 from pipelines import storage
 from pipelines.chat_data import RecordError
-from pipelines.preference_data import PreferencePair
+from pipelines.preference_data import PreferencePair, load_pairs
 from pipelines.sft_data import Example, as_row, collate, response_example
 from pipelines.stats import StageStats
 from pipelines.training.loop import TrainTask, WorkerContext
@@ -168,6 +168,25 @@ def require(items: Sequence[Any], what: str, data: list[str], stats: StageStats)
         raise InputError(
             f"no usable {what} in {', '.join(data)} (skipped: {reasons or 'none read'})"
         )
+
+
+def preference_splits(
+    section: Any, model: str, data: list[str], fmt: str | None, stats: StageStats
+) -> tuple[Any, list[PairExample], list[PairExample]]:
+    """Read preference files, tokenize the pairs, hold out ``section.val_fraction``.
+
+    What the reward and DPO stages both start with; returns (tokenizer, train, val).
+    """
+    with stats.timer("read"):
+        pairs = load_pairs(data, fmt, stats)
+        tokenizer = load_tokenizer(model)
+    with stats.timer("tokenize"):
+        examples = tokenize_pairs(tokenizer, pairs, section.max_seq_len, stats)
+    train_pairs, val_pairs = holdout(examples, section.val_fraction, section.seed)
+    require(train_pairs, "preference pairs", data, stats)
+    stats.add("train_pairs", len(train_pairs))
+    stats.add("val_pairs", len(val_pairs))
+    return tokenizer, train_pairs, val_pairs
 
 
 def train(

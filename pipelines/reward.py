@@ -18,7 +18,6 @@ import torch
 from cluster.config import NatalConfig, RewardConfig
 from pipelines import finetune, storage
 from pipelines.losses import bradley_terry_loss
-from pipelines.preference_data import load_pairs
 from pipelines.sft_data import model_inputs
 from pipelines.stats import StageStats
 from pipelines.training.loop import WorkerContext
@@ -120,14 +119,6 @@ def run(
     """Train a reward model from ``model`` on the preference files in ``data``."""
     reward_cfg = cfg.reward
     stats = StageStats("reward")
-    with stats.timer("read"):
-        pairs = load_pairs(data, fmt, stats)
-        tokenizer = finetune.load_tokenizer(model)
-    with stats.timer("tokenize"):
-        examples = finetune.tokenize_pairs(tokenizer, pairs, reward_cfg.max_seq_len, stats)
-    train, val = finetune.holdout(examples, reward_cfg.val_fraction, reward_cfg.seed)
-    finetune.require(train, "preference pairs", data, stats)
-    stats.add("train_pairs", len(train))
-    stats.add("val_pairs", len(val))
+    tokenizer, train, val = finetune.preference_splits(reward_cfg, model, data, fmt, stats)
     task = RewardTask(model, tokenizer, train, val, reward_cfg)
     return finetune.train(task, cfg, reward_cfg, output, stats)
