@@ -1,4 +1,11 @@
-"""Session fixtures: one local Ray cluster, one local S3 server (moto), the shared real data."""
+"""Session fixtures: one local Ray cluster, one local S3 server (moto), the shared real data.
+
+Nothing a test run writes outlives it, and nothing left on the machine by an earlier run is
+used: at import (before Ray, vLLM or pytest's ``tmp_path`` pick a directory) every temporary
+and cache location of this process and its children (Ray workers, vLLM engines, ``ray start``
+heads) points into one session directory, removed when pytest exits, whether tests failed or
+not. ``NATAL_TEST_KEEP_TMP=1`` keeps it for a post-mortem.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +24,15 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("NATAL_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
+SESSION_TMP = tempfile.mkdtemp(prefix="natal-test-", dir="/tmp")  # short: unix socket paths
+for _name in ("TMPDIR", "RAY_TMPDIR"):  # Ray's default temp dir is $RAY_TMPDIR/ray, not /tmp/ray
+    os.environ[_name] = SESSION_TMP
+os.makedirs(os.path.join(SESSION_TMP, "ray"))  # ray.cluster_utils writes its address file there
+os.environ["XDG_CACHE_HOME"] = os.path.join(SESSION_TMP, "cache")  # not ~/.cache
+os.environ["HF_HOME"] = os.path.join(SESSION_TMP, "huggingface")
+os.environ["HF_HUB_OFFLINE"] = "1"  # a test that would download from a hub fails instead
+tempfile.tempdir = SESSION_TMP
+
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -26,6 +42,12 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the session directory (after every fixture, Ray's shutdown included)."""
+    if os.environ.get("NATAL_TEST_KEEP_TMP") != "1":
+        shutil.rmtree(SESSION_TMP, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +69,7 @@ def ray_cluster(s3_server: str) -> Iterator[None]:
     from cluster.config import RuntimeConfig
     from cluster.runtime import ensure_ray
 
-    temp_dir = tempfile.mkdtemp(prefix="natal-ray-", dir="/tmp")
+    temp_dir = tempfile.mkdtemp(prefix="ray-")
     os.environ.pop("RAY_ADDRESS", None)
     ensure_ray(RuntimeConfig(num_cpus=2, object_store_mb=512, temp_dir=temp_dir))
     yield

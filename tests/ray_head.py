@@ -51,7 +51,7 @@ class RayHead:
         extra_args: list[str] | None = None,
         env: dict[str, str] | None = None,
     ) -> None:
-        self.temp_dir = tempfile.mkdtemp(prefix="nh", dir="/tmp")  # short: unix socket paths
+        self.temp_dir = tempfile.mkdtemp(prefix="nh")  # in the session dir (conftest)
         self.port, self.dashboard_port = ray_port(), ray_port()
         self.address = f"127.0.0.1:{self.port}"
         self.dashboard = f"http://127.0.0.1:{self.dashboard_port}" if dashboard else None
