@@ -29,14 +29,12 @@ class ActorGroup:
         reference_dir: str,
         checkpoint: str | None = None,
         start_version: int = 0,
-        rollout_kwargs: dict[str, Any] | None = None,
     ) -> None:
         """``policy_dir``: where the policy starts (a checkpoint's when resuming);
         ``reference_dir``: the frozen reference, always the run's original policy."""
         self.cfg = cfg
         self.policy_dir, self.reference_dir, self.checkpoint = policy_dir, reference_dir, checkpoint
         self.start_version = start_version
-        self.rollout_kwargs = rollout_kwargs or {}
 
     def _get(self, ref: Any, what: str) -> Any:
         return get(ref, self.cfg.actor_timeout_s, what)
@@ -58,7 +56,6 @@ class ActorGroup:
                 seed=cfg.seed + i,
                 cpu_bind=None if cfg.use_gpu else str(i % cores),  # one core per engine
                 weight_version=self.start_version,
-                **self.rollout_kwargs,
             )
             for i in range(cfg.rollout_actors)
         ]

@@ -39,12 +39,8 @@ class RolloutWorker:
         max_model_len: int | None = None,
         seed: int = 0,
         cpu_bind: str | None = None,
-        crash_once_marker: str | None = None,
         weight_version: int = 0,
     ) -> None:
-        """``crash_once_marker``: fault injection for drills and tests: if that file does not
-        exist, the first ``generate`` creates it and kills this process (once per marker)."""
-        self.crash_once_marker = crash_once_marker
         if cpu_bind is not None:
             os.environ["VLLM_CPU_OMP_THREADS_BIND"] = cpu_bind
         from actors.engine import make_llm
@@ -77,7 +73,6 @@ class RolloutWorker:
         """Sample ``n`` answers for each ``(prompt_index, prompt token ids)``."""
         from vllm import SamplingParams
 
-        self._maybe_crash()
         params = SamplingParams(
             n=n,
             max_tokens=max_new_tokens,
@@ -109,13 +104,6 @@ class RolloutWorker:
                     )
                 )
         return samples
-
-    def _maybe_crash(self) -> None:
-        marker = self.crash_once_marker
-        if marker and not os.path.exists(marker):
-            with open(marker, "w") as fh:
-                fh.write(str(os.getpid()))
-            os._exit(1)
 
     def load_weights(self, state: dict[str, np.ndarray], version: int) -> float:
         """Replace the engine's weights by ``state`` (HF names, numpy arrays); returns seconds."""

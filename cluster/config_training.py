@@ -75,9 +75,6 @@ class TrainingConfig(Section):
         None, description="checkpoints, local or s3:// (None: RUNDIR/checkpoints)"
     )
     seed: int = Field(0, description="model init and data order")
-    fail_at_step: int | None = Field(
-        None, ge=1, description="chaos test: rank 0 raises once at this step (None: never)"
-    )
 
 
 class PretrainConfig(TrainingConfig):

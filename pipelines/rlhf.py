@@ -89,7 +89,6 @@ class RLHFLoop:
         policy: str,
         prompts_file: str,
         output: str,
-        rollout_kwargs: dict[str, Any] | None = None,
     ) -> None:
         from transformers import AutoTokenizer
 
@@ -108,7 +107,6 @@ class RLHFLoop:
         self.cursor = PromptCursor(usable, cfg.seed, state.get("position", 0))
         self.policy_dir = str(checkpoint / "policy") if checkpoint else policy
         self.checkpoint = checkpoint
-        self.rollout_kwargs = rollout_kwargs or {}
         self.errors: Counter = Counter()
 
     # actors ---------------------------------------------------------------------------------
@@ -122,7 +120,6 @@ class RLHFLoop:
             self.reference_dir,
             str(self.checkpoint) if self.checkpoint else None,
             self.start_step,
-            self.rollout_kwargs,
         )
         info = self.actors.start()
         self.check_vocab(info["vocab_size"], info["max_model_len"])
@@ -350,15 +347,9 @@ def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def run(
-    cfg: NatalConfig,
-    policy: str,
-    prompts: str,
-    output: str,
-    rollout_kwargs: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+def run(cfg: NatalConfig, policy: str, prompts: str, output: str) -> dict[str, Any]:
     """Run the loop (resuming from ``output``'s latest checkpoint) and export ``output/final``."""
     from cluster.runtime import ensure_ray
 
     ensure_ray(cfg.runtime)
-    return RLHFLoop(cfg.rlhf, policy, prompts, output, rollout_kwargs).run()
+    return RLHFLoop(cfg.rlhf, policy, prompts, output).run()

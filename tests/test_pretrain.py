@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from faults import train_worker_fails_once
 
 from cluster.cli import main
 from cluster.config import load_config
@@ -89,23 +90,26 @@ def test_loss_falls_clearly_on_real_text(straight: Path) -> None:
 def test_stop_resume_and_worker_failure_reproduce_the_straight_run(
     straight: Path, pretrain_shards: Path, pretrain_tokenizer: Path, tmp_path: Path
 ) -> None:
-    """2 DDP workers × 4 sequences see the same 8 sequences per step as 1 × 8."""
+    """2 DDP workers × 4 sequences see the same 8 sequences per step as 1 × 8.
+
+    The faults come from tests/faults.py: rank 0 raises right after the checkpoint of a step.
+    """
     run_dir = tmp_path / "resumed"
     args = (str(pretrain_shards), str(pretrain_tokenizer), str(run_dir))
-    with pytest.raises(Exception, match="injected failure at step 10"):  # the "stop"
-        pretrain.run(config(max_steps=20, workers=2, micro_batch=4, fail_at_step=10), *args)
+    stop = train_worker_fails_once(at_step=10, marker=tmp_path / "failed-at-10")
+    with stop, pytest.raises(Exception, match="injected failure at step 10"):  # the "stop"
+        pretrain.run(config(max_steps=20, workers=2, micro_batch=4), *args)
     assert [r["step"] for r in rows(run_dir)] == list(range(1, 11))
     # the same command again resumes at step 10; a worker dies at 15 and the run goes on
-    stats = pretrain.run(
-        config(max_steps=20, workers=2, micro_batch=4, fail_at_step=15, max_failures=1), *args
-    )
+    with train_worker_fails_once(at_step=15, marker=tmp_path / "failed-at-15"):
+        stats = pretrain.run(config(max_steps=20, workers=2, micro_batch=4, max_failures=1), *args)
     assert stats["counts"]["steps"] == 20 and stats["workers"] == 2
     resumed, reference = rows(run_dir), rows(straight)
     assert [r["step"] for r in resumed] == list(range(1, 21))
     for mine, theirs in zip(resumed, reference, strict=True):
         assert mine["loss"] == pytest.approx(theirs["loss"], abs=2e-3), mine["step"]
     assert resumed[-1]["val_loss"] == pytest.approx(reference[-1]["val_loss"], abs=2e-3)
-    assert (run_dir / ".failed-at-15").exists()
+    assert (tmp_path / "failed-at-15").exists()  # the worker failure did happen
 
 
 def test_fsdp2_two_workers_trains_checkpoints_and_exports(

@@ -6,6 +6,7 @@ import json
 import math
 
 import pytest
+from faults import rollout_dies_once
 from tiny_model import build_tiny_model
 
 from cluster.config import load_config
@@ -141,7 +142,8 @@ def test_ppo_with_broadcast_sync_improves_and_survives_a_rollout_crash(
             "rlhf.checkpoint_every=0",
         ],
     )
-    rlhf.run(cfg, policy, prompts, str(out), {"crash_once_marker": str(marker)})
+    with rollout_dies_once(marker):  # tests/faults.py
+        rlhf.run(cfg, policy, prompts, str(out))
     rows = metrics(out)
     assert marker.exists()  # the rollout actor did die once, in the first generation
     assert rows[-1]["rollout_restarts"] >= 1

@@ -245,8 +245,6 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
                 bar.update(state["step"], row)
         if _should(state["step"], cfg.checkpoint_every, cfg.max_steps):
             _save_and_report(raw_model, optimizer, scheduler, state, ctx, task)
-        if cfg.fail_at_step == state["step"] and ctx.is_main:
-            _fail_once(run_dir, state["step"])
 
     if bar is not None:
         bar.close()
@@ -340,6 +338,7 @@ def _log_row(
         grad_norm=grad_norm,
         tokens=summed["tokens"],
         tokens_per_s=tokens_per_s,
+        workers=ctx.world_size,  # an elastic run shows its resizes here
         mfu=metrics_io.mfu(tokens_per_s, flops_per_token, summed["peak"]),
     )
     return row
@@ -358,16 +357,6 @@ def _save_and_report(raw_model, optimizer, scheduler, state, ctx: WorkerContext,
     with tempfile.TemporaryDirectory(prefix=f"natal-{task.name}-ckpt-") as directory:
         ckpt_io.save(directory, raw_model, full, scheduler, state, rng)
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
-
-
-def _fail_once(run_dir: str, step: int) -> None:
-    """The chaos test's injected failure: raise the first time only (a marker file remembers)."""
-    marker = storage.join(run_dir, f".failed-at-{step}")
-    fs, path = storage.filesystem(marker)
-    if fs.exists(path):
-        return
-    storage.write_text(marker, "injected failure\n")
-    raise RuntimeError(f"injected failure at step {step} (fail_at_step)")
 
 
 def _export(raw_model, task: TrainTask, ctx: WorkerContext, state: dict[str, Any]) -> None:
