@@ -27,11 +27,15 @@ MAX_MODEL_LEN = 256
 
 
 @pytest.fixture(scope="module")
-def server(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("model") / MODEL)
+
+
+@pytest.fixture(scope="module")
+def server(ray_cluster: None, model_dir: Path) -> Iterator[str]:
     """The app on its own port, with an API key; yields the ``/v1`` base URL."""
     from ray import serve
 
-    model_dir = build_tiny_model(tmp_path_factory.mktemp("model") / MODEL)
     cfg = load_config(
         values={
             "serve.port": free_port(),
@@ -78,6 +82,39 @@ def test_seed_reproduces_and_greedy_is_deterministic(client: openai.OpenAI) -> N
     texts = {ask(seed=s, temperature=1.0).choices[0].text for s in range(4)}
     assert len(texts) > 1, "different seeds gave identical samples"
     assert ask(temperature=0.0).choices[0].text == ask(temperature=0.0, top_p=0.5).choices[0].text
+
+
+def test_greedy_answers_equal_transformers_token_for_token(
+    client: openai.OpenAI, model_dir: Path
+) -> None:
+    """What the server says is what the model says: the same tokens as transformers' greedy
+    ``generate`` on the same weights, for plain prompts and for a chat through its template."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+
+    def generate(ids: list[int], n: int) -> list[int]:
+        with torch.no_grad():
+            out = model.generate(torch.tensor([ids]), max_new_tokens=n, do_sample=False)
+        return out[0, len(ids) :].tolist()
+
+    for prompt in ("The quick brown", "Rain fell on the quiet", "def add(a, b):"):
+        ids = tok(prompt).input_ids
+        expected = generate(ids, 16)
+        reply = client.completions.create(model=MODEL, prompt=prompt, max_tokens=16, temperature=0)
+        assert reply.usage.prompt_tokens == len(ids)
+        assert reply.choices[0].text == tok.decode(expected, skip_special_tokens=True), prompt
+        assert reply.usage.completion_tokens == len(expected)
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    ids = list(tok.apply_chat_template(messages, add_generation_prompt=True, return_dict=False))
+    expected = generate(ids, 12)
+    chat = client.chat.completions.create(
+        model=MODEL, messages=messages, max_tokens=12, temperature=0
+    )
+    assert chat.usage.prompt_tokens == len(ids)
+    assert chat.choices[0].message.content == tok.decode(expected, skip_special_tokens=True)
 
 
 def test_stop_sequence_cuts_the_text(client: openai.OpenAI) -> None:

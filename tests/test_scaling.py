@@ -215,19 +215,24 @@ def test_autoscaler_adds_a_node_for_a_natal_pretrain_stage(
 
 # ray.cluster_utils.Cluster (several raylets on this machine; its shutdown kills only its own
 # processes, no `ray stop`), built inside the child driver: a head and worker nodes A and B,
-# one CPU each. A data stage loses a node mid-run: Ray Data streams 8 blocks through 1-CPU
-# tasks; after the first batch arrives node A is killed (no graceful shutdown); Ray retries the
-# lost tasks and rebuilds lost blocks. Then elastic training (resources.train_min_workers=1,
-# pretrain.workers=2) on the head and B loses B after step 2: Ray Train restarts the worker
-# group with what is left (one worker) and the loop resumes from the latest checkpoint.
+# one CPU each, running natal's own stages. The data phase (ingest → filter → dedup, Ray Data)
+# loses node A while the filter's tasks run (no graceful shutdown): Ray retries the lost tasks;
+# every document must come out once, in exactly one of kept / removed, as the pure filter chain
+# decides it. Then `natal pretrain` (2 workers, elastic down to 1) loses B after a checkpoint:
+# Ray Train restarts the group with the one worker that still fits and the loop resumes from
+# the checkpoint (the rows logged before the loss are kept, not redone).
 NODE_LOSS_DRIVER = """
-import json, os, sys, tempfile, time
+import json, os, sys, threading, time
+temp_dir, corpus, shards, tokenizer, out = sys.argv[1:6]
+os.environ["RAY_TMPDIR"] = temp_dir  # ray.cluster_utils writes its address file in RAY_TMPDIR/ray
+os.makedirs(os.path.join(temp_dir, "ray"), exist_ok=True)
+import pyarrow.dataset as pads
 import ray
 from ray.cluster_utils import Cluster
 from cluster.config import load_config
-from cluster.resources import data_task_resources, train_scaling_config
-
-temp_dir = sys.argv[1]
+from pipelines import filter as filter_stage, ingest, pretrain
+from pipelines.dedup import stage as dedup_stage
+from pipelines.filters.chain import FilterChain, split_annotated
 
 def free_port():  # outside Ray's worker port range
     import socket
@@ -242,10 +247,12 @@ def ports():  # ports that default to fixed numbers another cluster on this mach
     names = ("dashboard_agent_listen_port", "metrics_export_port", "runtime_env_agent_port")
     return {name: free_port() for name in names}
 
-cfg = load_config(overrides=[
-    "resources.data_cpus_per_task=1", "resources.train_min_workers=1",
-    "pretrain.workers=2", "pretrain.cpus_per_worker=1",
-])
+cfg = load_config(values={
+    "resources.data_cpus_per_task": 1, "resources.train_min_workers": 1,
+    "pretrain.workers": 2, "pretrain.cpus_per_worker": 1, "pretrain.max_steps": 8,
+    "pretrain.micro_batch": 2, "pretrain.log_every": 1, "pretrain.eval_every": 0,
+    "pretrain.checkpoint_every": 2, "pretrain.max_failures": 2, "pretrain.warmup_steps": 1,
+})
 cluster = Cluster(
     initialize_head=True,
     connect=True,
@@ -256,83 +263,82 @@ cluster = Cluster(
 )
 node_a, node_b = cluster.add_node(num_cpus=1, **ports()), cluster.add_node(num_cpus=1, **ports())
 cluster.wait_for_nodes()
-clock = time.monotonic()
 result = {"seconds": {}}
+clock = time.monotonic()
 
 def lap(name):
     global clock
     result["seconds"][name], clock = round(time.monotonic() - clock, 1), time.monotonic()
 
-lap("cluster")
-
 def alive():
     return sum(1 for node in ray.nodes() if node["Alive"])
 
-def double(batch):
-    time.sleep(0.5)
-    batch["twice"] = batch["id"] * 2
-    return batch
+def ids(path):
+    return pads.dataset(path, format="parquet").to_table(columns=["id"]).column("id").to_pylist()
 
-ds = ray.data.range(64, override_num_blocks=8).map_batches(double, **data_task_resources(cfg))
-seen, nodes_before = [], alive()
-for i, batch in enumerate(ds.iter_batches(batch_size=8)):
-    if i == 0:
-        cluster.remove_node(node_a, allow_graceful=False)
-    seen += [(int(a), int(b)) for a, b in zip(batch["id"], batch["twice"])]
-result["data_pairs_ok"] = sorted(seen) == [(i, 2 * i) for i in range(64)]
+def kill_when(node, ready, name):
+    # remove ``node`` once ``ready()`` holds; record whether the stage was still running
+    def watch():
+        while not ready():
+            time.sleep(0.1)
+        result[name + "_killed_while_running"] = not stage_done.is_set()
+        cluster.remove_node(node, allow_graceful=False)
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+lap("cluster")
+nodes_before = alive()
+ingest_stats = ingest.run(cfg, [corpus], out + "/ingest")
+stage_done = threading.Event()
+busy = lambda: ray.available_resources().get("CPU", 0) < 3  # the filter's tasks hold CPUs
+watcher = kill_when(node_a, busy, "filter")
+filter_stats = filter_stage.run(cfg, out + "/ingest", out + "/filter")
+stage_done.set()
+watcher.join()
 deadline = time.monotonic() + 90  # the GCS marks a killed node dead after missed health checks
 while alive() == nodes_before and time.monotonic() < deadline:
     time.sleep(0.5)
-result["data_rows"], result["nodes"] = len(seen), [nodes_before, alive()]
+result["nodes"] = [nodes_before, alive()]
+dedup_stats = dedup_stage.run(cfg, [out + "/filter/documents"], out + "/dedup")
 lap("data")
 
-import ray.train
-from ray.train import Checkpoint, FailureConfig, RunConfig
-from ray.train.torch import TorchTrainer
+ingested = ids(out + "/ingest/documents")
+kept, removed = ids(out + "/filter/documents"), ids(out + "/filter/removed")
+table = pads.dataset(out + "/ingest/documents", format="parquet").to_table()
+expected_kept, _ = split_annotated(FilterChain(cfg.data.filter, cfg.data.min_words).annotate(table))
+deduped, duplicates = ids(out + "/dedup/documents"), ids(out + "/dedup/removed")
+result["data"] = {
+    "ingested": len(ingested), "ingested_unique": len(set(ingested)),
+    "ingest_count": ingest_stats["counts"]["documents"],
+    "kept": len(kept), "removed": len(removed), "kept_unique": len(set(kept)),
+    "filter_partition_ok": set(kept) | set(removed) == set(ingested)
+    and not set(kept) & set(removed) and len(kept) + len(removed) == len(ingested),
+    "filter_as_pure_chain": sorted(kept) == sorted(expected_kept.column("id").to_pylist()),
+    "filter_counts": [filter_stats["counts"]["kept"], filter_stats["counts"]["removed"]],
+    "dedup_partition_ok": set(deduped) | set(duplicates) == set(kept)
+    and len(deduped) + len(duplicates) == len(kept),
+    "duplicates": len(duplicates),
+}
 
-killed = tempfile.mktemp(dir=temp_dir)
-storage = tempfile.mkdtemp(dir=temp_dir)
-log = os.path.join(storage, "attempts.jsonl")
-
-def loop(config):
-    ctx = ray.train.get_context()
-    start = 0
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint:
-        with checkpoint.as_directory() as d:
-            start = json.load(open(os.path.join(d, "state.json")))["step"] + 1
-    if ctx.get_world_rank() == 0:
-        with open(config["log"], "a") as fh:
-            fh.write(json.dumps({"start": start, "workers": ctx.get_world_size()}) + "\\n")
-    for step in range(start, 5):
-        time.sleep(0.2)
-        with tempfile.TemporaryDirectory() as d:
-            json.dump({"step": step}, open(os.path.join(d, "state.json"), "w"))
-            ckpt = Checkpoint.from_directory(d) if ctx.get_world_rank() == 0 else None
-            ray.train.report({"step": step}, checkpoint=ckpt)
-        if step == 2 and start == 0 and ctx.get_world_rank() == 0:
-            open(config["killed"], "w").close()  # the driver removes node B now
-            time.sleep(30)  # Ray Train tears the group down around us before this ends
-
-import threading
-def remove_b_when_asked():
-    while not os.path.exists(killed):
-        time.sleep(0.2)
-    cluster.remove_node(node_b, allow_graceful=False)
-threading.Thread(target=remove_b_when_asked, daemon=True).start()
-
-trainer = TorchTrainer(
-    loop,
-    train_loop_config={"log": log, "killed": killed},
-    scaling_config=train_scaling_config(
-        cfg.pretrain, cfg.resources.train_min_workers, elastic_resize_monitor_interval_s=5
-    ),
-    run_config=RunConfig(name="elastic", storage_path=storage,
-                         failure_config=FailureConfig(max_failures=2)),
-)
-fit = trainer.fit()
-result["attempts"] = [json.loads(line) for line in open(log)]
-result["final_step"] = json.load(open(os.path.join(fit.checkpoint.path, "state.json")))["step"]
+rows_file = out + "/pretrain/metrics.jsonl"
+def checkpointed():  # step 4's checkpoint is written and training has moved on
+    try:
+        return any(json.loads(line)["step"] >= 5 for line in open(rows_file))
+    except (OSError, ValueError):
+        return False
+stage_done = threading.Event()
+killed_at = []
+watcher = kill_when(node_b, lambda: checkpointed() and not killed_at.append(time.time()), "train")
+stats = pretrain.run(cfg, data=shards, tokenizer=tokenizer, output=out + "/pretrain")
+stage_done.set()
+watcher.join()
+rows = [json.loads(line) for line in open(rows_file)]
+result["train"] = {
+    "steps": [r["step"] for r in rows], "final_step": stats["counts"]["steps"],
+    "workers": [r["workers"] for r in rows],
+    "logged_before_loss": [r["step"] for r in rows if r["time"] < killed_at[0]],
+}
 lap("train")
 ray.shutdown()
 cluster.shutdown()
@@ -340,19 +346,35 @@ print("RESULT " + json.dumps(result))
 """
 
 
-def test_a_lost_node_is_survived_by_data_and_training_stages() -> None:
-    temp_dir = tempfile.mkdtemp(prefix="nc", dir="/tmp")  # short: unix socket paths
+def test_natal_stages_survive_a_lost_node(
+    tmp_path: Path, pretrain_corpus: Path, pretrain_shards: Path, pretrain_tokenizer: Path
+) -> None:
+    temp_dir = tempfile.mkdtemp(prefix="nc")  # in the session dir (conftest): short socket paths
+    corpus = tmp_path / "corpus"  # the real-text corpus in 12 files, 20 exact copies in a 13th
+    corpus.mkdir()
+    lines = [line for f in sorted(pretrain_corpus.glob("*.jsonl")) for line in f.open()]
+    for part in range(12):
+        (corpus / f"part-{part:02d}.jsonl").write_text("".join(lines[part::12]))
+    copies = [json.loads(line) for line in lines[:20]]
+    (corpus / "copies.jsonl").write_text(
+        "".join(json.dumps({**doc, "id": doc["id"] + "-copy"}) + "\n" for doc in copies)
+    )
     try:
         started = time.monotonic()
-        result = run_driver(NODE_LOSS_DRIVER, temp_dir)
+        args = (temp_dir, str(corpus), str(pretrain_shards), str(pretrain_tokenizer))
+        result = run_driver(NODE_LOSS_DRIVER, *args, str(tmp_path / "run"), timeout=400)
         print(f"node loss: {result} ({time.monotonic() - started:.0f} s)")
     finally:
         shutil.rmtree(temp_dir, ignore_errors=True)
-    assert result["nodes"] == [3, 2]  # node A really went away during the data stage
-    assert result["data_rows"] == 64 and result["data_pairs_ok"]  # every row, exactly once
-    first, *later = result["attempts"]
-    assert first == {"start": 0, "workers": 2}
-    # Resumed from a checkpoint (the one of step 2 may not have been committed when B died),
-    # with the one worker that still fits: resized, not restarted from scratch.
-    assert later and 1 <= later[0]["start"] <= 3 and later[0]["workers"] == 1
-    assert result["final_step"] == 4
+    data, train = result["data"], result["train"]
+    assert result["filter_killed_while_running"] and result["nodes"] == [3, 2]  # A went away
+    # every document exactly once: all ingested, each kept or removed as the rules decide
+    assert data["ingested"] == data["ingested_unique"] == data["ingest_count"] == len(lines) + 20
+    assert data["filter_partition_ok"] and data["filter_as_pure_chain"]
+    assert data["filter_counts"] == [data["kept"], data["removed"]]
+    assert data["dedup_partition_ok"] and data["duplicates"] >= 1  # the copies that were kept
+    assert result["train_killed_while_running"]
+    assert train["steps"] == list(range(1, 9)) and train["final_step"] == 8
+    # resumed from a checkpoint (4, or 2 if 4 was not committed), not from scratch, on 1 worker
+    assert train["logged_before_loss"][:2] == [1, 2]
+    assert train["workers"][0] == 2 and train["workers"][-1] == 1
