@@ -170,7 +170,7 @@ STAGES: list[Stage] = [
     Stage("rlhf", ("rlhf", "lifecycle"), ("sft", "reward", DERIVED), _rlhf, "final/ policy"),
     Stage("eval", ("lifecycle",), ("rlhf", "reward", "pretrain"), _eval, "eval.json"),
     Stage("serve", ("serve", "lifecycle"), ("rlhf",), _serve, "one chat request answered"),
-    Stage("report", (), ("eval",), _report, "report.html"),
+    Stage("report", (), ("eval", "serve"), _report, "report.html"),
 ]
 
 
