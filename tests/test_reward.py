@@ -128,7 +128,9 @@ def test_real_hh_rlhf_trains_end_to_end_through_the_cli(
     assert evaluation["pairs"] == 8
     # eval.json is the exported model's own score on the held-out pairs: recomputed from final/
     cfg = load_config(None, ["reward.max_seq_len=48", "reward.micro_batch=4"])
-    tok, _, val = finetune.preference_splits(cfg.reward, chat_model, [str(hh)], None, StageStats("r"))
+    tok, _, val = finetune.preference_splits(
+        cfg.reward, chat_model, [str(hh)], None, StageStats("r")
+    )
     final = reward.load_reward_model(str(output / "final"), tok.pad_token_id).eval()
     correct = 0
     with torch.no_grad():
