@@ -20,6 +20,7 @@ from typing import Any
 
 from cluster.config import NatalConfig, dump_config
 from cluster.errors import ConfigError
+from cluster.headlines import headline
 
 MANIFEST = "manifest.json"
 
@@ -121,7 +122,7 @@ def run_lifecycle(
             raise ConfigError(
                 f"stage {stage.name} needs {', '.join(missing)} first (no manifest under {root})"
             )
-        log(f"[natal run] {stage.name}: running → {stage_dir}")
+        log(f"[natal run] {stage.name}: running …")
         stage_dir.mkdir(parents=True, exist_ok=True)
         started = time.time()
         base = {
@@ -138,18 +139,5 @@ def run_lifecycle(
         record["stats"] = stats
         (stage_dir / MANIFEST).write_text(json.dumps(record, indent=2, default=str))
         summary["stages"][stage.name] = f"done in {finished - started:.0f} s"
-        for line in highlights(stats):
-            log(f"[natal run] {stage.name}: {line}")
+        log(f"[natal run] {stage.name}: {headline(stage.name, stats)} ({finished - started:.0f} s)")
     return summary
-
-
-def highlights(stats: dict[str, Any], width: int = 110) -> list[str]:
-    """A stage's headline numbers and texts (its top-level scalars), one short line each."""
-    lines = []
-    for key, value in (stats or {}).items():
-        if key == "stage" or isinstance(value, dict | list) or value is None:
-            continue
-        text = f"{value:.4g}" if isinstance(value, float) else " ".join(str(value).split())
-        line = f"{key} = {text}"
-        lines.append(line if len(line) <= width else line[: width - 1] + "…")
-    return lines

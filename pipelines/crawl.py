@@ -27,6 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from cluster.config import CrawlConfig, NatalConfig
 from cluster.errors import InputError
 from pipelines import storage
+from pipelines.console import terminal
 from pipelines.crawl_policy import (
     RETRY_STATUSES,
     RobotsRules,
@@ -326,7 +327,8 @@ def run(cfg: NatalConfig, seeds: list[str], output: str) -> dict[str, Any]:
         MofNCompleteColumn(),
         TextColumn("pages"),
         TimeElapsedColumn(),
-        console=Console(stderr=True),
+        console=Console(file=terminal()),
+        transient=True,
     )
     with progress, WarcFiles(output, crawl_cfg.pages_per_warc, info) as warcs, stats.timer("crawl"):
         task = progress.add_task("crawl", total=crawl_cfg.max_pages)

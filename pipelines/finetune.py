@@ -158,7 +158,18 @@ def progress(items: Sequence[T], what: str) -> Iterator[T]:
     """A progress bar over a long list (quiet for short ones)."""
     from tqdm import tqdm
 
-    return iter(tqdm(items, desc=what, disable=len(items) < 2000, mininterval=1.0))
+    from pipelines.console import terminal
+
+    return iter(
+        tqdm(
+            items,
+            desc=what,
+            disable=len(items) < 2000,
+            mininterval=1.0,
+            file=terminal(),
+            leave=False,
+        )
+    )
 
 
 def require(items: Sequence[Any], what: str, data: list[str], stats: StageStats) -> None:

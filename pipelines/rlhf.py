@@ -211,12 +211,12 @@ class RLHFLoop:
         return row
 
     def run(self) -> dict[str, Any]:
-        from pipelines.training.metrics import MetricsLog
+        from pipelines.training.metrics import MetricsLog, Progress
 
         cfg = self.cfg
         log = MetricsLog(str(self.output), self.start_step)
         self.start_actors()
-        bar = _progress(cfg.steps, self.start_step)
+        bar = Progress(cfg.steps, self.start_step, "rlhf")
         pending, _ = self.submit_generation() if self.start_step < cfg.steps else (None, [])
         step_started = time.perf_counter()
         ready: list[Any] | None = None
@@ -306,12 +306,6 @@ class RLHFLoop:
             out["samples_per_s"] = round(float(np.mean([r["samples_per_s"] for r in rows])), 2)
             out["sync_share"] = round(float(np.mean([r["sync_share"] for r in rows])), 4)
         return out
-
-
-def _progress(total: int, initial: int):
-    from pipelines.training.metrics import progress
-
-    return progress(total, initial, "rlhf")
 
 
 def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:

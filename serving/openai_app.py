@@ -262,6 +262,7 @@ def run(cfg: NatalConfig, model_dir: str, check: str | None = None) -> dict[str,
     stats: dict[str, Any] = {"stage": "serve", "url": url, "model": model, "ready_s": ready}
     try:
         if check is not None:
+            stats["question"] = check
             stats["reply"] = check_chat(url, model, cfg.serve.api_key, check)
             return stats
         while True:

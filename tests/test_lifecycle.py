@@ -79,14 +79,6 @@ def test_from_without_upstream_output_is_a_clear_error(tmp_path):
         run_lifecycle(load_config(), tmp_path, make_stages([]), start="third", log=lambda _: None)
 
 
-def test_highlights_are_short_scalar_lines():
-    from cluster.lifecycle import highlights
-
-    stats = {"stage": "x", "reward_first": 0.123456, "answer": "a  b\nc", "counts": {"n": 1}}
-    assert highlights(stats) == ["reward_first = 0.1235", "answer = a b c"]
-    assert highlights({"text": "w" * 500}, width=20) == ["text = " + "w" * 12 + "…"]
-
-
 def test_select_rejects_unknown_and_reversed_ranges():
     stages = make_stages([])
     with pytest.raises(ConfigError, match="unknown stage"):

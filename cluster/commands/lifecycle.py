@@ -121,10 +121,22 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 def _run(cfg: NatalConfig, args: argparse.Namespace) -> dict[str, Any]:
     from cluster.lifecycle import run_lifecycle
     from cluster.stages import STAGES
+    from pipelines.console import logs_to
 
-    summary = run_lifecycle(cfg, args.output, STAGES, args.start, args.until)
+    logs = f"{args.output}/logs/natal.log"
+    print(f"[natal run] Ray's, Ray Data's and vLLM's logs: {logs}", flush=True)
+    with logs_to(logs) as terminal:
+        summary = run_lifecycle(
+            cfg,
+            args.output,
+            STAGES,
+            args.start,
+            args.until,
+            log=lambda line: print(line, file=terminal),
+        )
     report = f"{args.output}/report.html"
-    return {"stage": "run", "breakdown": {"stages": summary["stages"]}, "report": report}
+    stats = {"stage": "run", "breakdown": {"stages": summary["stages"]}, "report": report}
+    return {**stats, "logs": logs}
 
 
 def _curate_args(p: argparse.ArgumentParser) -> None:

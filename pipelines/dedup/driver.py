@@ -14,9 +14,11 @@ from collections.abc import Callable
 import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
+from rich.console import Console
 from rich.progress import Progress
 
 from pipelines import storage
+from pipelines.console import terminal
 from pipelines.dedup import shuffle
 from pipelines.dedup.reader import Unit
 from pipelines.stats import StageStats
@@ -44,7 +46,7 @@ def gather(refs: list, label: str) -> list:
     """ray.get with a progress bar (order kept)."""
     done: dict = {}
     pending = list(refs)
-    with Progress(transient=True) as progress:
+    with Progress(console=Console(file=terminal()), transient=True) as progress:
         task = progress.add_task(label, total=len(refs))
         while pending:
             ready, pending = ray.wait(pending, num_returns=1, timeout=1.0)

@@ -154,7 +154,8 @@ def fit(
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.keep_checkpoints),
         ),
     )
-    trainer.fit()
+    with metrics_io.watch(run_dir, cfg.max_steps, name):  # drawn here, not in the workers
+        trainer.fit()
     return json.loads(storage.read_text(storage.join(run_dir, "summary.json")))
 
 
@@ -202,7 +203,8 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
     peak = cfg.peak_flops or metrics_io.measure_peak_flops(ctx.device, _autocast_dtype(cfg, ctx))
     flops_per_token = task.flops_per_token(raw_model.config)
     log = metrics_io.MetricsLog(run_dir, start_step=state["step"]) if ctx.is_main else None
-    bar = metrics_io.progress(cfg.max_steps, state["step"], task.name) if ctx.is_main else None
+    if checkpoint is None and cfg.eval_every:  # the held-out figures training must improve on
+        state["before"] = {f"{k}_before": v for k, v in _evaluate(model, task, cfg, ctx).items()}
     batches = task.batches(ctx, state["position"])
     window = metrics_io.Window()
     model.train()
@@ -235,20 +237,22 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
             row = _log_row(window, ctx, lr, grad_norm, peak, flops_per_token)
             state["tokens"] += int(row["tokens"])
             if evaluate:
-                model.eval()
-                with torch.no_grad(), _autocast(cfg, ctx):
-                    row.update(task.evaluate(model, ctx))
-                model.train()
+                row.update(_evaluate(model, task, cfg, ctx))
             row["step"], row["time"] = state["step"], round(time.time(), 3)  # wall clock
             if log is not None:
                 log.write(row)
-                bar.update(state["step"], row)
         if _should(state["step"], cfg.checkpoint_every, cfg.max_steps):
             _save_and_report(raw_model, optimizer, scheduler, state, ctx, task)
 
-    if bar is not None:
-        bar.close()
     _export(raw_model, task, ctx, state)
+
+
+def _evaluate(model: nn.Module, task: TrainTask, cfg: Any, ctx: WorkerContext) -> dict[str, float]:
+    model.eval()
+    with torch.no_grad(), _autocast(cfg, ctx):
+        out = task.evaluate(model, ctx)
+    model.train()
+    return out
 
 
 def _wrap(model: nn.Module, cfg: Any, ctx: WorkerContext) -> nn.Module:
@@ -374,6 +378,7 @@ def _export(raw_model, task: TrainTask, ctx: WorkerContext, state: dict[str, Any
         "train_seconds": round(state["seconds"], 2),
         "final": final,
         "workers": ctx.world_size,
+        **state.get("before", {}),
         **metrics_io.summarize(ctx.run_dir),
         **task.after_export(final, ctx),
     }

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -110,36 +113,58 @@ def _round(value: Any) -> Any:
     return float(f"{value:.6g}") if isinstance(value, float) else value
 
 
-class _Progress:
-    """A progress bar that survives Ray's log forwarding (tqdm_ray inside a worker)."""
+class Progress:
+    """The driver's progress bar of a training run, captioned with its latest metrics.
+
+    Always drawn by the driver process: a bar drawn inside a Ray worker reaches the terminal
+    as one new line per redraw (Ray's log forwarding), so workers only write metrics.jsonl.
+    """
 
     def __init__(self, total: int, initial: int, name: str) -> None:
-        try:
-            import ray
+        from tqdm import tqdm
 
-            in_worker = ray.is_initialized() and ray.get_runtime_context().worker.mode == 1
-        except Exception:
-            in_worker = False
-        if in_worker:
-            from ray.experimental.tqdm_ray import tqdm
-        else:
-            from tqdm import tqdm
-        self.bar = tqdm(total=total, desc=name)  # tqdm_ray has no ``initial``
-        self.bar.update(initial)
-        self.step = initial
+        from pipelines.console import terminal
+
+        self.bar = tqdm(
+            total=total, initial=initial, desc=name, mininterval=1.0, leave=False, file=terminal()
+        )
+        self.name, self.step = name, initial
 
     def update(self, step: int, row: dict[str, Any]) -> None:
         self.bar.update(step - self.step)
         self.step = step
         shown = {k: row[k] for k in ("loss", "val_loss", "tokens_per_s", "mfu") if k in row}
-        self.bar.set_description(" ".join(f"{k}={v:.4g}" for k, v in shown.items()))
+        text = " ".join(f"{k}={v:.4g}" for k, v in shown.items())
+        self.bar.set_description(f"{self.name} {text}".strip())
 
     def close(self) -> None:
         self.bar.close()
 
 
-def progress(total: int, initial: int, name: str) -> _Progress:
-    return _Progress(total, initial, name)
+@contextmanager
+def watch(run_dir: str, total: int, name: str, every_s: float = 1.0) -> Iterator[None]:
+    """Draw a :class:`Progress` bar from ``run_dir``'s metrics.jsonl while the body runs
+    (the driver waiting on Ray Train workers)."""
+    stop = threading.Event()
+    bar = Progress(total, 0, name)
+
+    def poll() -> None:
+        while not stop.wait(every_s):
+            try:
+                rows = read(run_dir)
+            except (OSError, ValueError):  # a line being written; read it next time
+                continue
+            if rows and rows[-1].get("step", 0) != bar.step:
+                bar.update(rows[-1]["step"], rows[-1])
+
+    thread = threading.Thread(target=poll, name=f"{name}-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        bar.close()
 
 
 def summarize(run_dir: str) -> dict[str, Any]:
