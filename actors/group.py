@@ -78,7 +78,7 @@ class ActorGroup:
         ]
         master = self._get(self.learners[0].address.remote(), "learner 0")
         joins = [
-            lrn.join_group.remote(rank, cfg.learners, master)
+            lrn.join_group.remote(rank, cfg.learners, master, cfg.actor_timeout_s)
             for rank, lrn in enumerate(self.learners)
         ]
         for rank, ref in enumerate(joins):
@@ -118,9 +118,13 @@ class ActorGroup:
         """One update, the batch split across the data-parallel learners."""
         if len(batch) < len(self.learners):
             raise InputError(f"{len(batch)} usable answers for {len(self.learners)} learners")
+        from actors.learner import minibatch_count
+
         shards = split(batch, len(self.learners))
+        count = minibatch_count([len(s) for s in shards], self.cfg.minibatch_size)
         refs = [
-            lrn.train_step.remote(shard) for lrn, shard in zip(self.learners, shards, strict=True)
+            lrn.train_step.remote(shard, count)
+            for lrn, shard in zip(self.learners, shards, strict=True)
         ]
         return [self._get(r, f"learner {i}") for i, r in enumerate(refs)]
 

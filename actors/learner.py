@@ -12,6 +12,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -46,6 +47,11 @@ def free_port() -> int:
 def node_address() -> tuple[str, int]:
     """This process's address and a free port: rank 0 of the learner group serves on it."""
     return socket.gethostbyname(socket.gethostname()), free_port()
+
+
+def minibatch_count(shard_sizes: list[int], minibatch_size: int) -> int:
+    """Minibatches per epoch for a data-parallel step: what the largest shard needs."""
+    return max(1, math.ceil(max(shard_sizes) / minibatch_size))
 
 
 def pad_batch(samples: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -110,8 +116,13 @@ class LearnerWorker:
     def address(self) -> tuple[str, int]:
         return node_address()
 
-    def join_group(self, rank: int, world: int, master: tuple[str, int]) -> int:
-        """Form the torch.distributed group of all learners and wrap the models in DDP."""
+    def join_group(
+        self, rank: int, world: int, master: tuple[str, int], timeout_s: float = 300.0
+    ) -> int:
+        """Form the torch.distributed group of all learners and wrap the models in DDP.
+
+        ``timeout_s`` bounds every collective: a rank left waiting raises instead of hanging.
+        """
         self.rank, self.world = rank, world
         if world == 1:
             return rank
@@ -120,7 +131,9 @@ class LearnerWorker:
 
         os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = master[0], str(master[1])
         backend = "nccl" if self.device.type == "cuda" else "gloo"
-        dist.init_process_group(backend, rank=rank, world_size=world)
+        dist.init_process_group(
+            backend, rank=rank, world_size=world, timeout=timedelta(seconds=timeout_s)
+        )
         self.model = DDP(self.policy)
         if self.critic is not None:
             self.critic_model = DDP(self.critic)
@@ -133,9 +146,18 @@ class LearnerWorker:
         logits = out.logits[:, :-1]
         return alg.token_logprobs(logits, batch["input_ids"][:, 1:]), logits
 
-    def train_step(self, samples: list[dict[str, Any]]) -> dict[str, float]:
-        """Update on this learner's shard; each sample has ids, ``advantage`` or ``score``."""
+    def train_step(
+        self, samples: list[dict[str, Any]], minibatches: int | None = None
+    ) -> dict[str, float]:
+        """Update on this learner's shard; each sample has ids, ``advantage`` or ``score``.
+
+        ``minibatches``: how many optimizer steps per epoch. Data-parallel learners must all
+        take the same number (each backward is an all-reduce), so the group passes the count
+        its largest shard needs (:func:`minibatch_count`); a shard too small for it runs
+        zero-weight minibatches that only join the all-reduce.
+        """
         s = self.settings
+        minibatches = minibatches or minibatch_count([len(samples)], s.minibatch_size)
         started = time.perf_counter()
         batch = {k: v.to(self.device) for k, v in pad_batch(samples, self.pad_id).items()}
         mask = batch["mask"]
@@ -161,10 +183,10 @@ class LearnerWorker:
                 advantages = torch.tensor([x["advantage"] for x in samples], device=self.device)
                 advantages = advantages[:, None].expand_as(mask)
         metrics: dict[str, list[float]] = {}
-        order = torch.arange(len(samples))
         for _ in range(s.epochs):
-            for lo in range(0, len(samples), s.minibatch_size):
-                idx = order[lo : lo + s.minibatch_size]
+            for idx in torch.tensor_split(torch.arange(len(samples)), minibatches):
+                weight = 1.0 if len(idx) else 0.0
+                idx = idx if len(idx) else torch.arange(1)  # an empty share: joins, adds 0
                 part = {k: v[idx] for k, v in batch.items()}
                 logp, logits = self._logprobs(self.model, part)
                 m = part["mask"]
@@ -175,26 +197,27 @@ class LearnerWorker:
                 kl_mean = alg.masked_mean(kl, m)
                 if s.algo != "ppo":  # GRPO/RLOO: KL as a loss term
                     loss = loss + s.kl_coef * kl_mean
+                loss = loss * weight
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), s.grad_clip)
                 self.optimizer.step()
-                entropy = alg.masked_mean(alg.entropy_from_logits(logits.detach()), m)
-                _append(metrics, "policy_loss", loss.item())
-                _append(metrics, "kl", kl_mean.item())
-                _append(metrics, "clip_fraction", clip_fraction.item())
-                _append(metrics, "entropy", entropy.item())
-                _append(metrics, "grad_norm", float(grad_norm))
-                if s.algo == "ppo":
+                step = {"policy_loss": loss.item(), "kl": kl_mean.item()}
+                step["clip_fraction"] = clip_fraction.item()
+                step["entropy"] = alg.masked_mean(alg.entropy_from_logits(logits.detach()), m)
+                step["grad_norm"] = float(grad_norm)
+                if s.algo == "ppo":  # the critic's backward is an all-reduce too: same count
                     v = self.critic_model(
                         input_ids=part["input_ids"], attention_mask=part["attention_mask"]
                     ).logits[:, :-1, 0]
                     vloss = alg.value_loss(v, values[idx], returns[idx], m, s.value_clip)
                     self.critic_optimizer.zero_grad(set_to_none=True)
-                    vloss.backward()
+                    (vloss * weight).backward()
                     torch.nn.utils.clip_grad_norm_(self.critic.parameters(), s.grad_clip)
                     self.critic_optimizer.step()
-                    _append(metrics, "value_loss", vloss.item())
+                    step["value_loss"] = vloss.item()
+                for key, value in step.items() if weight else ():
+                    _append(metrics, key, float(value))
         result = {k: float(np.mean(v)) for k, v in metrics.items()}
         result["logprob_gap_vs_rollout"] = logprob_gap
         result["train_seconds"] = time.perf_counter() - started
