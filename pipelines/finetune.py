@@ -131,7 +131,8 @@ class PairTask(TrainTask):
     """What the reward model and DPO share: preference pairs streamed in micro-batches."""
 
     def __init__(self, model: str, tokenizer, train, val, cfg: TrainingConfig) -> None:
-        self.model_uri, self.tokenizer, self.cfg = model, tokenizer, cfg
+        # absolute on the driver: Ray Train workers do not run in the driver's directory
+        self.model_uri, self.tokenizer, self.cfg = storage.absolute(model), tokenizer, cfg
         self.train_pairs, self.val_pairs = train, val
         self.pad_id = tokenizer.pad_token_id
 

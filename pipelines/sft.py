@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from cluster.config import NatalConfig, SFTConfig
-from pipelines import finetune
+from pipelines import finetune, storage
 from pipelines.chat_data import RecordError, load_conversations
 from pipelines.losses import lm_loss_sum
 from pipelines.sft_data import Example, Row, as_row, collate, model_inputs, pack, sft_example
@@ -29,7 +29,8 @@ class SFTTask(TrainTask):
     name = "sft"
 
     def __init__(self, model: str, tokenizer, train: list[Row], val: list[Row], cfg: SFTConfig):
-        self.model_uri, self.tokenizer, self.cfg = model, tokenizer, cfg
+        # absolute on the driver: Ray Train workers do not run in the driver's directory
+        self.model_uri, self.tokenizer, self.cfg = storage.absolute(model), tokenizer, cfg
         self.train_rows, self.val_rows = train, val
         self.pad_id = tokenizer.pad_token_id
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -53,7 +54,10 @@ def test_reward_model_scores_last_real_token(chat_model):
 
 
 @pytest.mark.ray
-def test_learnable_preference_reaches_high_heldout_accuracy(ray_cluster, chat_model, tmp_path):
+def test_learnable_preference_reaches_high_heldout_accuracy(
+    ray_cluster, chat_model, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(Path(chat_model).parent)  # a relative model path, as `natal run` gives
     data = tmp_path / "ratings.jsonl"
     rows = number_preferences(400, seed=0)
     rows.append({"prompt": "Say 1.", "responses": ["1", "1"], "ties": []})  # identical: skipped
@@ -72,7 +76,7 @@ def test_learnable_preference_reaches_high_heldout_accuracy(ray_cluster, chat_mo
         ],
         {"reward.max_steps": 120},
     )
-    stats = reward.run(cfg, chat_model, [str(data)], str(tmp_path / "run"))
+    stats = reward.run(cfg, Path(chat_model).name, [str(data)], str(tmp_path / "run"))
     assert stats["breakdown"]["skipped_by_reason"]["identical_pair"] == 1
     evaluation = json.loads((tmp_path / "run" / "eval.json").read_text())
     assert evaluation["pairs"] == stats["counts"]["val_pairs"] >= 40

@@ -65,10 +65,11 @@ def test_missing_data_is_one_line_error(chat_model, tmp_path, capsys):
 
 
 @pytest.mark.ray
-def test_sft_trains_on_conversations_end_to_end(ray_cluster, chat_model, tmp_path):
+def test_sft_trains_on_conversations_end_to_end(ray_cluster, chat_model, tmp_path, monkeypatch):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = chat_model
+    monkeypatch.chdir(Path(chat_model).parent)  # a relative model path, as `natal run` gives
+    model = Path(chat_model).name
     records = [
         {"messages": [turn("user", f"Say the number {n}."), turn("assistant", f"{n}")]}
         for n in range(21)
