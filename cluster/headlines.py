@@ -129,11 +129,24 @@ def rlhf(stats: Stats) -> str:
     )
 
 
-def evaluate(stats: Stats) -> str:
+def rlhf_verdict(comparison: Stats) -> str | None:
+    """The plain sentence a reader needs when RLHF did not beat SFT on held-out prompts."""
+    policy, baseline = comparison.get("reward_policy"), comparison.get("reward_baseline")
+    if policy is None or baseline is None or policy > baseline:
+        return None
     return (
+        "RLHF did not beat SFT on held-out prompts: with a weak reward model and a few GRPO "
+        "steps on a tiny model, the update is within noise (more steps and data would be needed)"
+    )
+
+
+def evaluate(stats: Stats) -> str:
+    line = (
         f"held-out prompts: RLHF {_n(stats.get('reward_policy'))} vs SFT "
         f"{_n(stats.get('reward_baseline'))} mean reward, win rate {_n(stats.get('win_rate'))}"
     )
+    verdict = rlhf_verdict(stats)
+    return f"{line}; {verdict}" if verdict else line
 
 
 def serve(stats: Stats) -> str:

@@ -17,6 +17,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from cluster.headlines import rlhf_verdict
+
 CURVES = {
     "pretrain": ("loss", "val_loss"),
     "sft": ("loss", "val_loss"),
@@ -196,6 +198,9 @@ def stage_section(name: str, stage_dir: Path) -> str:
                 ]
             )
         )
+        verdict = rlhf_verdict(comparison)
+        if verdict:
+            parts.append(f"<p><strong>{html.escape(verdict)}.</strong></p>")
         parts.append(examples_table(comparison.get("examples", [])))
     if name == "serve" and stats.get("reply") is not None:
         parts.append(f"<p>Served reply: <q>{html.escape(str(stats['reply']))}</q></p>")

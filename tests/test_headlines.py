@@ -37,6 +37,13 @@ def test_training_stages_show_the_held_out_figure_before_and_after():
     assert "val perplexity 4,100 → 325" in line
 
 
+def test_eval_says_plainly_when_rlhf_did_not_beat_sft():
+    better = {"reward_policy": 2.3, "reward_baseline": 2.0, "win_rate": 0.9}
+    assert headline("eval", better).endswith("win rate 0.9")
+    worse = {"reward_policy": -0.58, "reward_baseline": -0.37, "win_rate": 0.33}
+    assert "RLHF did not beat SFT" in headline("eval", worse)
+
+
 def test_a_missing_figure_shows_as_unknown_not_a_crash():
     assert "? pages" in headline("crawl", {})
     assert headline("custom", {"counts": {"rows": 3}}) == "rows 3"

@@ -36,7 +36,9 @@ def make_run(root):
         "pretrain": {"val_ppl": 42.0},
         "reward_model_accuracy": 0.8,
         "rlhf_vs_sft": {
-            "win_rate": 0.75,
+            "win_rate": 0.25,
+            "reward_policy": -0.5,
+            "reward_baseline": -0.25,
             "examples": [{"prompt": "p", "baseline": "<script>alert(1)</script>", "policy": "ok"}],
         },
     }
@@ -51,7 +53,8 @@ def test_report_has_every_stage_plots_and_escapes_text(tmp_path):
     assert "not run" in page  # crawl did not run here
     # time per stage + removals + cluster sizes + the loss curve: at least four plots inline
     assert page.count("data:image/png;base64,") >= 4
-    assert "0.75" in page and "42" in page
+    assert "0.25" in page and "42" in page
+    assert "RLHF did not beat SFT" in page  # said plainly, not left for the reader to spot
     assert "<script>alert(1)</script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
 
