@@ -1,1 +1,3 @@
-"""Long-lived Ray actors of the RLHF loop."""
+"""The long-lived Ray actors the RL loop drives: vLLM rollout, reward scorer, learners, weight
+sync; advantage estimators and policy losses (``algorithms``) as pure functions.
+"""

@@ -1,6 +1,6 @@
 """The actors of one RLHF run, started and wired together: rollouts, reward, learners, sync.
 
-:class:`ActorGroup` is what the loop (pipelines/rlhf.py) talks to: it hides which actor does
+:class:`ActorGroup` is what the loop (pipelines/rl/rlhf.py) talks to: it hides which actor does
 what, names the actor it waited for when one does not answer, and keeps the weight-sync path
 (object store or collective broadcast) in one place.
 """
@@ -13,12 +13,7 @@ from typing import Any
 
 from actors.pool import RolloutPool, get, split
 from cluster.config import RLHFConfig
-from cluster.errors import InputError
-
-LEARNER_SETTINGS = (
-    "algo lr critic_lr kl_coef kl_estimator clip_eps value_clip gamma lam epochs "
-    "minibatch_size grad_clip seed"
-).split()
+from cluster.config.errors import InputError
 
 
 class ActorGroup:
@@ -42,8 +37,8 @@ class ActorGroup:
     def start(self) -> dict[str, Any]:
         """Start every actor and wait until all answer; returns the rollout engine's info."""
         from actors.learner import learner_actor
-        from actors.reward import reward_actor
         from actors.rollout import rollout_actor
+        from actors.scorer import reward_actor
 
         cfg = self.cfg
         gpu = 1 if cfg.use_gpu else 0
@@ -68,12 +63,11 @@ class ActorGroup:
             cfg.reward_fn_weight,
             search_path=[p for p in sys.path if p and os.path.isdir(p)],
         )
-        settings = {k: getattr(cfg, k) for k in LEARNER_SETTINGS}
         critic = os.path.join(self.checkpoint, "critic") if self.checkpoint else None
         critic = critic if cfg.algo == "ppo" else None
         learner_cls = learner_actor(cfg.learner_cpus, gpu)
         self.learners = [
-            learner_cls.remote(self.policy_dir, settings, critic, self.reference_dir)
+            learner_cls.remote(self.policy_dir, cfg, critic, self.reference_dir)
             for _ in range(cfg.learners)
         ]
         master = self._get(self.learners[0].address.remote(), "learner 0")

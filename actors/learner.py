@@ -11,7 +11,6 @@ import math
 import os
 import socket
 import time
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -19,23 +18,8 @@ import numpy as np
 import torch
 
 from actors import algorithms as alg
-
-
-@dataclass
-class LearnerSettings:
-    algo: str = "grpo"  # grpo | rloo | ppo
-    lr: float = 1e-4
-    critic_lr: float = 1e-4
-    kl_coef: float = 0.05
-    kl_estimator: str = "k3"
-    clip_eps: float = 0.2
-    value_clip: float = 0.2
-    gamma: float = 1.0
-    lam: float = 0.95
-    epochs: int = 1
-    minibatch_size: int = 32
-    grad_clip: float = 1.0
-    seed: int = 0
+from cluster.config import RLHFConfig
+from pipelines.posttrain.losses import token_logprobs
 
 
 def free_port() -> int:
@@ -79,15 +63,15 @@ class LearnerWorker:
     def __init__(
         self,
         policy_dir: str,
-        settings: dict[str, Any],
+        cfg: RLHFConfig,
         critic_dir: str | None = None,
         reference_dir: str | None = None,
     ):
         """``reference_dir``: the frozen reference (default: the policy's starting weights)."""
         from transformers import AutoModelForCausalLM, AutoModelForTokenClassification
 
-        self.settings = LearnerSettings(**settings)
-        torch.manual_seed(self.settings.seed)
+        self.cfg = cfg
+        torch.manual_seed(self.cfg.seed)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         load = {"dtype": torch.float32}
         self.policy = AutoModelForCausalLM.from_pretrained(policy_dir, **load).to(self.device)
@@ -96,7 +80,7 @@ class LearnerWorker:
         ).to(self.device)
         self.reference.requires_grad_(False).eval()
         self.critic = None
-        if self.settings.algo == "ppo":
+        if self.cfg.algo == "ppo":
             self.critic = AutoModelForTokenClassification.from_pretrained(
                 critic_dir or policy_dir, num_labels=1, **load
             ).to(self.device)
@@ -104,9 +88,9 @@ class LearnerWorker:
         self.rank, self.world = 0, 1
         self.model = self.policy  # DDP-wrapped once the group is formed
         self.critic_model = self.critic
-        self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=self.settings.lr)
+        self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=self.cfg.lr)
         self.critic_optimizer = (
-            torch.optim.AdamW(self.critic.parameters(), lr=self.settings.critic_lr)
+            torch.optim.AdamW(self.critic.parameters(), lr=self.cfg.critic_lr)
             if self.critic is not None
             else None
         )
@@ -144,7 +128,7 @@ class LearnerWorker:
     def _logprobs(self, model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Any]:
         out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
         logits = out.logits[:, :-1]
-        return alg.token_logprobs(logits, batch["input_ids"][:, 1:]), logits
+        return token_logprobs(logits, batch["input_ids"][:, 1:]), logits
 
     def train_step(
         self, samples: list[dict[str, Any]], minibatches: int | None = None
@@ -156,7 +140,7 @@ class LearnerWorker:
         its largest shard needs (:func:`minibatch_count`); a shard too small for it runs
         zero-weight minibatches that only join the all-reduce.
         """
-        s = self.settings
+        s = self.cfg
         minibatches = minibatches or minibatch_count([len(samples)], s.minibatch_size)
         started = time.perf_counter()
         batch = {k: v.to(self.device) for k, v in pad_batch(samples, self.pad_id).items()}

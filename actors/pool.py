@@ -13,7 +13,7 @@ from typing import Any
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError
 
-from cluster.errors import NatalError
+from cluster.config.errors import NatalError
 
 
 class ActorTimeout(NatalError):

@@ -16,7 +16,7 @@ def build_model(
     from transformers import LlamaForCausalLM
 
     from cluster.config import TokenizerConfig
-    from pipelines.tokenizer import save_tokenizer, train_tokenizer
+    from pipelines.pretrain.bpe import save_tokenizer, train_tokenizer
     from pipelines.training.presets import llama_config
 
     tokenizer = train_tokenizer(texts, TokenizerConfig(vocab_size=vocab_size, min_frequency=1))

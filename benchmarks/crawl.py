@@ -28,9 +28,9 @@ sys.path.insert(0, str(ROOT))
 from warcio.archiveiterator import ArchiveIterator  # noqa: E402
 
 from cluster.config import build_config  # noqa: E402
-from pipelines import crawl  # noqa: E402
-from pipelines.crawl_policy import extract_links  # noqa: E402
-from pipelines.demo_site import pydoc_server  # noqa: E402
+from pipelines.data import crawl  # noqa: E402
+from pipelines.data.crawl_policy import extract_links  # noqa: E402
+from pipelines.demo.website import pydoc_server  # noqa: E402
 
 
 def natal_crawl(url: str, pages: int, concurrency: int) -> tuple[float, dict[str, bytes]]:

@@ -1,6 +1,6 @@
 """Dedup speed, memory and quality: natal vs datatrove's MinHash pipeline vs datasketch.
 
-One run generates N ~1 KB documents with planted near-duplicates (pipelines.dedup.synthetic),
+One run generates N ~1 KB documents with planted near-duplicates (pipelines.data.dedup.synthetic),
 writes them as JSONL files, then runs each system in its own child process on the same files,
 sampling the child's whole process tree (Ray's raylet and workers included) for peak RSS.
 All use 5-word shingles and 14 bands × 8 rows (112 hashes). Quality is measured against the
@@ -28,7 +28,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipelines.dedup.synthetic import make_corpus, pair_quality, vocabulary  # noqa: E402
+from pipelines.data.dedup.synthetic import make_corpus, pair_quality, vocabulary  # noqa: E402
 
 SHARED_TEXT = ROOT.parent / "shared" / "data" / "pretrain-text"
 THRESHOLD, NGRAM, BANDS, ROWS = 0.8, 5, 14, 8
@@ -39,7 +39,7 @@ THRESHOLD, NGRAM, BANDS, ROWS = 0.8, 5, 14, 8
 
 def run_natal(input_dir: str, output: str) -> dict:
     from cluster.config import load_config
-    from pipelines.dedup import run
+    from pipelines.data.dedup.deduplicate import run
 
     cfg = load_config(values={"runtime.num_cpus": 2})
     stats = run(cfg, [input_dir], output)
@@ -66,7 +66,7 @@ def run_datatrove(input_dir: str, output: str) -> dict:
     from datatrove.utils.hashing import HashConfig
     from datatrove.utils.word_tokenizers import WordTokenizer
 
-    from pipelines.dedup.exact import words
+    from pipelines.data.dedup.exact import words
 
     _encode_for_new_xxhash()
 
@@ -164,8 +164,8 @@ def _encode_for_new_xxhash() -> None:
 def run_datasketch(input_dir: str, output: str) -> dict:
     from datasketch import MinHash, MinHashLSH
 
-    from pipelines.dedup.components import reference_components
-    from pipelines.dedup.synthetic import shingles
+    from pipelines.data.dedup.components import reference_components
+    from pipelines.data.dedup.synthetic import shingles
 
     seconds = {}
     start = time.perf_counter()

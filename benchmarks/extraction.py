@@ -26,8 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipelines import extract, storage, warc  # noqa: E402
-from pipelines.stats import StageStats  # noqa: E402
+from pipelines.data import extract, storage, warc  # noqa: E402
+from pipelines.data.stats import StageStats  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "web-html-warc"
 _TOKEN = re.compile(r"\w+")

@@ -112,8 +112,8 @@ def natal_run(corpus: str, output: str, workers: int, extractor: str) -> dict:
     """``natal ingest`` then ``natal filter`` on a local Ray cluster of ``workers`` CPUs."""
     from cluster.config import load_config
     from cluster.runtime import ensure_ray
-    from pipelines import filter as filter_stage
-    from pipelines import ingest
+    from pipelines.data import ingest
+    from pipelines.data import quality_filter as filter_stage
 
     cfg = load_config(values={"runtime.num_cpus": workers, "data.ingest.extractor": extractor})
     start = time.perf_counter()
@@ -160,7 +160,7 @@ def extraction_f1(data_dir: Path, work: Path, extractors: list[str]) -> dict[str
     """AEB shingle F1 of natal's extractors and of datatrove's Trafilatura step."""
     import extraction
 
-    from pipelines.extract import extract_text
+    from pipelines.data.extract import extract_text
 
     pages = extraction.load_pages(data_dir)
     aeb = extraction.read_jsonl(data_dir / "aeb-annotations.jsonl")
@@ -195,7 +195,7 @@ def extraction_f1(data_dir: Path, work: Path, extractors: list[str]) -> dict[str
 
 
 def main() -> None:
-    from pipelines.extract import EXTRACTORS
+    from pipelines.data.extract import EXTRACTORS
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="web-html-warc folder")

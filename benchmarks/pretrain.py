@@ -34,8 +34,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from cluster.config import RuntimeConfig, load_config  # noqa: E402
 from cluster.runtime import ensure_ray  # noqa: E402
-from pipelines import pretrain, tokenize, tokenizer  # noqa: E402
-from pipelines.token_shards import ShardReader, read_index, sample_indices  # noqa: E402
+from pipelines.pretrain import bpe, llama, tokenize  # noqa: E402
+from pipelines.pretrain.token_shards import ShardReader, read_index, sample_indices  # noqa: E402
 from pipelines.training.metrics import llama_flops_per_token, measure_peak_flops  # noqa: E402
 from pipelines.training.optim import build_optimizer, warmup_cosine  # noqa: E402
 
@@ -46,7 +46,7 @@ def build_data(work: Path, seq_len: int) -> tuple[str, str]:
     shared = ROOT.parent / "shared" / "data" / "pretrain-text"
     write_corpus(work / "corpus", shared if shared.is_dir() else None)
     cfg = load_config(values={"tokenizer.vocab_size": 2048, "tokenize.seq_len": seq_len})
-    tokenizer.run(cfg, [str(work / "corpus")], str(work / "tok"))
+    bpe.run(cfg, [str(work / "corpus")], str(work / "tok"))
     tokenize.run(cfg, [str(work / "corpus")], str(work / "tok"), str(work / "shards"))
     return str(work / "shards"), str(work / "tok")
 
@@ -65,14 +65,14 @@ def settings(args: argparse.Namespace) -> dict:
     }
 
 
-def model_and_optimizer(task: pretrain.CausalLMTask, cfg):
+def model_and_optimizer(task: llama.CausalLMTask, cfg):
     torch.manual_seed(cfg.seed)
     model = task.build_model(None)
     optimizer = build_optimizer(model, cfg)
     return model, optimizer, warmup_cosine(optimizer, cfg)
 
 
-def bare_loop(task: pretrain.CausalLMTask, cfg, threads: int, warmup: int) -> float:
+def bare_loop(task: llama.CausalLMTask, cfg, threads: int, warmup: int) -> float:
     """The same steps in one process, no Ray, no DDP: steady tokens/s."""
     torch.set_num_threads(threads)
     model, optimizer, scheduler = model_and_optimizer(task, cfg)
@@ -93,7 +93,7 @@ def bare_loop(task: pretrain.CausalLMTask, cfg, threads: int, warmup: int) -> fl
     return tokens / (time.perf_counter() - started)
 
 
-def hf_trainer(task: pretrain.CausalLMTask, cfg, threads: int, warmup: int, out: str) -> float:
+def hf_trainer(task: llama.CausalLMTask, cfg, threads: int, warmup: int, out: str) -> float:
     """transformers ``Trainer`` on the same shards and schedule: steady tokens/s."""
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
@@ -149,7 +149,7 @@ def natal(
     values = {**settings(args), "pretrain.workers": workers}
     cfg = load_config(values=values)
     started = time.perf_counter()
-    pretrain.run(cfg, data, tok, out)
+    llama.run(cfg, data, tok, out)
     wall = time.perf_counter() - started
     rows = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
     # wall clock from the first log line (end of warm-up) to the one before the last (the
@@ -176,7 +176,7 @@ def main() -> None:
     ensure_ray(RuntimeConfig(num_cpus=2))
     data, tok = (args.data, args.tokenizer) if args.data else build_data(work, args.seq_len)
     cfg = load_config(values=settings(args)).pretrain
-    task = pretrain.CausalLMTask(data, tok, read_index(data), cfg)
+    task = llama.CausalLMTask(data, tok, read_index(data), cfg)
     flops = llama_flops_per_token(task.model_config(), int(task.index["seq_len"]))
     results = []
     for workers in (1, 2):

@@ -5,7 +5,7 @@
 
 Both run on this machine's CPUs, one after the other in one process tree: natal with one vLLM
 rollout actor and one learner actor (Ray, in-process engine), TRL with its own transformers
-generation. The reward is the same rule (``pipelines.rewards:digit_fraction``). Prints
+generation. The reward is the same rule (``pipelines.rl.verifiers:digit_fraction``). Prints
 samples/s (the first step, which includes engine warm-up, excluded for both), natal's time
 split per step and the weight-sync share of the step. Needs ``pip install trl``.
 """
@@ -43,7 +43,7 @@ def run_natal(model: str, prompts: str, args: argparse.Namespace, out: Path) -> 
     import ray
 
     from cluster.config import load_config
-    from pipelines import rlhf
+    from pipelines.rl import rlhf
 
     cfg = load_config(
         None,
@@ -54,7 +54,7 @@ def run_natal(model: str, prompts: str, args: argparse.Namespace, out: Path) -> 
             f"rlhf.prompts_per_step={args.prompts_per_step}",
             f"rlhf.group_size={args.group_size}",
             f"rlhf.max_new_tokens={args.max_new_tokens}",
-            "rlhf.reward_fns=[pipelines.rewards:digit_fraction]",
+            "rlhf.reward_fns=[pipelines.rl.verifiers:digit_fraction]",
             "rlhf.rollout_cpus=1",
             "rlhf.learner_cpus=0.5",
             "rlhf.reward_cpus=0.5",
@@ -86,7 +86,7 @@ def run_trl(model: str, args: argparse.Namespace, out: Path) -> dict[str, float]
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from pipelines.rewards import digit_fraction
+    from pipelines.rl.verifiers import digit_fraction
 
     torch.set_num_threads(2)
     tokenizer = AutoTokenizer.from_pretrained(model)

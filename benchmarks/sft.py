@@ -33,8 +33,8 @@ SHARED = ROOT.parent / "shared" / "data"
 
 def conversations(limit: int) -> list[list[dict]]:
     """Real instruction data when the shared folder is there, else generated conversations."""
-    from pipelines.chat_data import load_conversations
-    from pipelines.stats import StageStats
+    from pipelines.data.stats import StageStats
+    from pipelines.posttrain.chat_data import load_conversations
 
     files = [
         SHARED / "sft" / "dolly-151.jsonl",
@@ -54,9 +54,9 @@ def conversations(limit: int) -> list[list[dict]]:
 def preference_pairs(tokenizer, limit: int, max_len: int) -> list:
     """hh-rlhf pairs (or generated ones) whose chosen and rejected both fit in ``max_len``
     (TRL's RewardTrainer drops longer pairs where natal truncates: keep only pairs both keep)."""
-    from pipelines.preference_data import load_pairs, make_pair
-    from pipelines.sft_data import encode_conversation
-    from pipelines.stats import StageStats
+    from pipelines.data.stats import StageStats
+    from pipelines.posttrain.preference_data import load_pairs, make_pair
+    from pipelines.posttrain.sft_data import encode_conversation
 
     hh = SHARED / "preference" / "hh-rlhf-harmless-base-test.jsonl.gz"
     if hh.exists():
@@ -173,7 +173,7 @@ def trl_reward(model_dir: str, pairs: list, args, out: Path) -> dict:
 
 def natal_run(stage: str, model_dir: str, data: str, args, out: Path, sets: list[str]) -> dict:
     from cluster.config import load_config
-    from pipelines import reward, sft
+    from pipelines.posttrain import reward_model, sft
 
     cfg = load_config(
         None,
@@ -194,7 +194,7 @@ def natal_run(stage: str, model_dir: str, data: str, args, out: Path, sets: list
         {f"{stage}.max_steps": args.steps},
     )
     started = time.perf_counter()
-    module = sft if stage == "sft" else reward
+    module = sft if stage == "sft" else reward_model
     stats = module.run(cfg, model_dir, [data], str(out))
     wall = time.perf_counter() - started
     return {**stats, "wall": wall}
@@ -219,7 +219,7 @@ def main() -> None:
     model_dir = build_model(work / "model", [t["content"] for c in convs for t in c])
     chat_file = work / "chats.jsonl"
     chat_file.write_text("".join(json.dumps({"messages": c}) + "\n" for c in convs))
-    from pipelines.tokenizer import load_tokenizer
+    from pipelines.pretrain.bpe import load_tokenizer
 
     pairs = preference_pairs(load_tokenizer(model_dir), 4 * args.steps * args.batch, args.max_len)
     pair_file = work / "pairs.jsonl"

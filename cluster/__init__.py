@@ -1,1 +1,3 @@
-"""natal's control plane: config, Ray runtime, CLI, job submission, the lifecycle run."""
+"""natal's control plane. At the bottom, ``config/`` (the schema, the errors) and the Ray runtime;
+on top, the CLI verbs (``commands/``), the lifecycle run, job submission, the report.
+"""

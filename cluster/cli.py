@@ -13,7 +13,7 @@ from typing import Any
 
 from cluster.commands import COMMANDS, Command
 from cluster.config import load_config
-from cluster.errors import NatalError
+from cluster.config.errors import NatalError
 
 EPILOG = """\
 every stage reads one config: the embedded demo config unless --config FILE is given,

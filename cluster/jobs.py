@@ -17,15 +17,15 @@ import shlex
 import sys
 import time
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from cluster.config import JobsConfig, load_config
-from cluster.errors import ConfigError, InputError, NatalError
+from cluster.config.errors import ConfigError, InputError, NatalError
 from cluster.runtime import ray_env_defaults
 
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
-NOT_SUBMITTABLE = ("submit", "jobs")
 
 
 def build_entrypoint(
@@ -151,6 +151,7 @@ def wait_status(client, job_id: str, timeout_s: float = 60.0) -> str:
 def submit(
     stage: str,
     stage_args: list[str],
+    stages: Sequence[str],
     config: str | None = None,
     overrides: list[str] | None = None,
     values: dict[str, Any] | None = None,
@@ -158,12 +159,10 @@ def submit(
 ) -> dict[str, Any]:
     """Submit ``natal STAGE`` as a Ray job; follow it unless told not to; stats for the table.
 
-    ``values`` are submit's own flags as config keys (``jobs.address``, ...); they shape the
-    submission, while ``config`` and ``overrides`` travel with the job to the stage.
+    ``stages``: the verbs a job may run. ``values`` are submit's own flags as config keys
+    (``jobs.address``, ...); they shape the submission, while ``config`` and ``overrides``
+    travel with the job to the stage.
     """
-    from cluster.commands import COMMANDS
-
-    stages = [c.name for c in COMMANDS if c.name not in NOT_SUBMITTABLE]
     if stage not in stages:
         raise ConfigError(f"unknown stage {stage!r} (stages: {', '.join(stages)})")
     cfg = load_config(config, overrides, values)  # fail here, before shipping anything

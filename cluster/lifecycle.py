@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cluster.config import NatalConfig, dump_config
-from cluster.errors import ConfigError
+from cluster.config.errors import ConfigError
 from cluster.headlines import headline
 
 MANIFEST = "manifest.json"

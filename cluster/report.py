@@ -216,12 +216,10 @@ vertical-align:top;text-align:left}.answers td{max-width:360px;white-space:pre-w
 """
 
 
-def write_report(run_dir: str | Path, stages: list[str] | None = None) -> Path:
-    """Write ``RUNDIR/report.html`` and return its path."""
-    from cluster.stages import STAGES
-
+def write_report(run_dir: str | Path, stages: list[str]) -> Path:
+    """Write ``RUNDIR/report.html`` (a section per stage named, in that order); its path."""
     root = Path(run_dir)
-    names = stages or [s.name for s in STAGES]
+    names = stages
     manifests = {n: _json(root / n / "manifest.json") or {} for n in names}
     times = {n: m["seconds"] for n, m in manifests.items() if m.get("seconds")}
     body = [

@@ -3,7 +3,7 @@
 ``RUNDIR/<stage>/`` holds each stage's output; a stage reads only what earlier stages left
 there (never an in-memory hand-off), so any of them can run alone, resumed, or as a Ray job.
 Where the config names no conversations, preferences or prompts (``lifecycle.*``), the
-``conversations`` stage derives them from the curated documents (see pipelines/demo_data.py).
+``conversations`` stage derives them from the curated documents (see pipelines/demo/derive.py).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from cluster import report
 from cluster.config import NatalConfig
 from cluster.lifecycle import Stage
 
@@ -23,44 +24,44 @@ def _documents(root: Path) -> str:
 
 
 def _crawl(cfg: NatalConfig, root: Path) -> dict[str, Any]:
-    from pipelines import crawl
+    from pipelines.data import crawl
 
     seeds = cfg.data.crawl.seeds
     if seeds:
         return crawl.run(cfg, seeds=seeds, output=str(root / "crawl"))
-    from pipelines.demo_site import pydoc_server
+    from pipelines.demo.website import pydoc_server
 
     with pydoc_server() as url:  # the embedded default: Python's own documentation server
         return crawl.run(cfg, seeds=[url], output=str(root / "crawl"))
 
 
 def _ingest(cfg: NatalConfig, root: Path) -> dict[str, Any]:
-    from pipelines import ingest
+    from pipelines.data import ingest
 
     return ingest.run(cfg, inputs=[str(root / "crawl" / "*.warc.gz")], output=str(root / "ingest"))
 
 
 def _filter(cfg: NatalConfig, root: Path) -> dict[str, Any]:
-    from pipelines import filter as filter_stage
+    from pipelines.data import quality_filter as filter_stage
 
     return filter_stage.run(cfg, input=str(root / "ingest"), output=str(root / "filter"))
 
 
 def _dedup(cfg: NatalConfig, root: Path) -> dict[str, Any]:
-    from pipelines.dedup import stage
+    from pipelines.data.dedup import deduplicate
 
     documents = str(root / "filter" / "documents")
-    return stage.run(cfg, inputs=[documents], output=str(root / "dedup"), against=None)
+    return deduplicate.run(cfg, inputs=[documents], output=str(root / "dedup"), against=None)
 
 
 def _tokenizer(cfg: NatalConfig, root: Path) -> dict[str, Any]:
-    from pipelines import tokenizer
+    from pipelines.pretrain import bpe
 
-    return tokenizer.run(cfg, inputs=[_documents(root)], output=str(root / "tokenizer"))
+    return bpe.run(cfg, inputs=[_documents(root)], output=str(root / "tokenizer"))
 
 
 def _tokenize(cfg: NatalConfig, root: Path) -> dict[str, Any]:
-    from pipelines import tokenize
+    from pipelines.pretrain import tokenize
 
     return tokenize.run(
         cfg,
@@ -71,9 +72,9 @@ def _tokenize(cfg: NatalConfig, root: Path) -> dict[str, Any]:
 
 
 def _pretrain(cfg: NatalConfig, root: Path) -> dict[str, Any]:
-    from pipelines import pretrain
+    from pipelines.pretrain import llama
 
-    return pretrain.run(
+    return llama.run(
         cfg,
         data=str(root / "tokenize"),
         tokenizer=str(root / "tokenizer"),
@@ -85,21 +86,21 @@ def _conversations(cfg: NatalConfig, root: Path) -> dict[str, Any]:
     """SFT rows, judged preferences and held-out prompts from the curated documents."""
     import pyarrow.dataset as ds
 
-    from pipelines import demo_data
+    from pipelines.demo import derive
 
     table = ds.dataset(_documents(root), format="parquet").to_table(columns=["url", "text"])
-    items = demo_data.qa_items(table.to_pylist())
-    train, held = demo_data.split_items(items, seed=cfg.lifecycle.seed)
+    items = derive.qa_items(table.to_pylist())
+    train, held = derive.split_items(items, seed=cfg.lifecycle.seed)
     out = root / DERIVED
     files = {
-        "sft.jsonl": demo_data.sft_rows(train),
-        "preferences.jsonl": demo_data.preference_rows(train, seed=cfg.lifecycle.seed),
-        "prompts.jsonl": demo_data.prompt_rows(held),
+        "sft.jsonl": derive.sft_rows(train),
+        "preferences.jsonl": derive.preference_rows(train, seed=cfg.lifecycle.seed),
+        "prompts.jsonl": derive.prompt_rows(held),
     }
     for name, rows in files.items():
         (out / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
     counts = {name.split(".")[0]: len(rows) for name, rows in files.items()}
-    return {"stage": DERIVED, "counts": {"modules": len(items), **counts}, "judge": demo_data.JUDGE}
+    return {"stage": DERIVED, "counts": {"modules": len(items), **counts}, "judge": derive.JUDGE}
 
 
 def _data(cfg_files: list[str], root: Path, name: str) -> list[str]:
@@ -107,7 +108,7 @@ def _data(cfg_files: list[str], root: Path, name: str) -> list[str]:
 
 
 def _sft(cfg: NatalConfig, root: Path) -> dict[str, Any]:
-    from pipelines import sft
+    from pipelines.posttrain import sft
 
     data = _data(cfg.lifecycle.sft_data, root, "sft.jsonl")
     model = str(root / "pretrain" / "final")
@@ -115,10 +116,10 @@ def _sft(cfg: NatalConfig, root: Path) -> dict[str, Any]:
 
 
 def _reward(cfg: NatalConfig, root: Path) -> dict[str, Any]:
-    from pipelines import reward
+    from pipelines.posttrain import reward_model
 
     data = _data(cfg.lifecycle.preference_data, root, "preferences.jsonl")
-    return reward.run(
+    return reward_model.run(
         cfg, model=str(root / "sft" / "final"), data=data, output=str(root / "reward")
     )
 
@@ -128,7 +129,7 @@ def _prompts(cfg: NatalConfig, root: Path) -> str:
 
 
 def _rlhf(cfg: NatalConfig, root: Path) -> dict[str, Any]:
-    from pipelines import rlhf
+    from pipelines.rl import rlhf
 
     if cfg.rlhf.reward_model is None and not cfg.rlhf.reward_fns:
         cfg = cfg.model_copy(deep=True)
@@ -138,7 +139,7 @@ def _rlhf(cfg: NatalConfig, root: Path) -> dict[str, Any]:
 
 
 def _eval(cfg: NatalConfig, root: Path) -> dict[str, Any]:
-    from pipelines import evaluate
+    from pipelines.rl import evaluate
 
     return evaluate.run_lifecycle_eval(cfg, root, _prompts(cfg, root))
 
@@ -150,9 +151,7 @@ def _serve(cfg: NatalConfig, root: Path) -> dict[str, Any]:
 
 
 def _report(cfg: NatalConfig, root: Path) -> dict[str, Any]:
-    from cluster import report
-
-    path = report.write_report(root)
+    path = report.write_report(root, [s.name for s in STAGES])
     return {"stage": "report", "report": str(path)}
 
 
@@ -178,7 +177,7 @@ def curate_stages(inputs: list[str]) -> list[Stage]:
     """``natal curate``: ingest the given inputs, then filter and dedup, under one directory."""
 
     def ingest_inputs(cfg: NatalConfig, root: Path) -> dict[str, Any]:
-        from pipelines import ingest
+        from pipelines.data import ingest
 
         return ingest.run(cfg, inputs=list(inputs), output=str(root / "ingest"))
 

@@ -1,1 +1,3 @@
-"""Ray Data and Ray Train programs, one module per stage, plus the pure functions they run."""
+"""The lifecycle's programs, one folder per phase: ``data/`` → ``pretrain/`` → ``posttrain/`` → ``rl/``,
+over the shared Ray Train core ``training/``; ``demo/`` makes the demo's own site and data.
+"""

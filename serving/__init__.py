@@ -1,1 +1,3 @@
-"""Ray Serve applications: the OpenAI-compatible endpoint and the rater page."""
+"""Ray Serve applications: the OpenAI-compatible endpoint (``openai_app`` + ``openai_protocol``)
+and the human rating page (``rating/``).
+"""

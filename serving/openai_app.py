@@ -22,7 +22,7 @@ from ray import serve
 from ray.serve import Application
 
 from cluster.config import NatalConfig, ServeConfig, build_config
-from cluster.errors import ConfigError, InputError
+from cluster.config.errors import ConfigError, InputError
 from serving import openai_protocol as proto
 
 api = FastAPI(title="natal OpenAI-compatible API")

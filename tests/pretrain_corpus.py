@@ -87,11 +87,11 @@ def pretrain_corpus(
 def pretrain_tokenizer(pretrain_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 1,024-token byte-level BPE trained on the corpus (no Ray)."""
     from cluster.config import load_config
-    from pipelines import tokenizer
+    from pipelines.pretrain import bpe
 
     out = tmp_path_factory.mktemp("pretrain-tokenizer")
     cfg = load_config(values={"tokenizer.vocab_size": 1024})
-    tokenizer.run(cfg, inputs=[str(pretrain_corpus)], output=str(out))
+    bpe.run(cfg, inputs=[str(pretrain_corpus)], output=str(out))
     return out
 
 
@@ -104,7 +104,7 @@ def pretrain_shards(
 ) -> Path:
     """Packed 128-token shards, 5% validation, natural source proportions."""
     from cluster.config import load_config
-    from pipelines import tokenize
+    from pipelines.pretrain import tokenize
 
     out = tmp_path_factory.mktemp("pretrain-shards")
     cfg = load_config(values={"tokenize.seq_len": 128, "tokenize.val_fraction": 0.05})

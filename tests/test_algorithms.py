@@ -14,7 +14,6 @@ from actors.algorithms import (
     masked_whiten,
     policy_loss,
     rloo_advantages,
-    token_logprobs,
     token_rewards,
     value_loss,
 )
@@ -115,8 +114,6 @@ def test_value_loss_by_hand():
     assert value_loss(values, old, returns, mask, 0.2).item() == pytest.approx(0.5)
 
 
-def test_entropy_and_token_logprobs():
+def test_entropy_of_uniform_logits_is_log_vocab():
     logits = torch.zeros(1, 2, 4)
     assert entropy_from_logits(logits)[0].tolist() == pytest.approx([math.log(4)] * 2)
-    logits = torch.tensor([[[0.0, math.log(3.0)]]])
-    assert token_logprobs(logits, torch.tensor([[1]])).item() == pytest.approx(math.log(0.75))

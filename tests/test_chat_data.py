@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from cluster.errors import InputError
-from pipelines.chat_data import (
+from cluster.config.errors import InputError
+from pipelines.data.stats import StageStats
+from pipelines.posttrain.chat_data import (
     CHAT_DETECTORS,
     clean_conversation,
     conversation_problem,
@@ -16,7 +17,6 @@ from pipelines.chat_data import (
     from_oasst,
     load_conversations,
 )
-from pipelines.stats import StageStats
 
 
 def write_jsonl(path, records, gz=False):

@@ -3,7 +3,7 @@
 import pytest
 
 from cluster.config import dump_config, load_config, parse_override
-from cluster.errors import ConfigError
+from cluster.config.errors import ConfigError
 
 
 def test_demo_config_loads_and_round_trips(tmp_path):

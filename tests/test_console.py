@@ -7,7 +7,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = """
 import subprocess, sys
-from pipelines import console
+from cluster import console
 with console.logs_to(sys.argv[1]) as terminal:
     assert console.terminal() is terminal
     print("a library's print")

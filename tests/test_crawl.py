@@ -22,7 +22,7 @@ from warcio.archiveiterator import ArchiveIterator
 
 from cluster.cli import main
 from cluster.config import NatalConfig, build_config
-from pipelines import crawl
+from pipelines.data import crawl
 
 UA = "natal-crawler/0.1 (test)"
 ROBOTS = "User-agent: *\nDisallow: /private/\nAllow: /private/open.html\n"

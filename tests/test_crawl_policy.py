@@ -6,7 +6,7 @@ import email.utils
 
 import pytest
 
-from pipelines.crawl_policy import (
+from pipelines.data.crawl_policy import (
     MAX_RETRY_AFTER_S,
     TokenBucket,
     charset_of,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from warcio.archiveiterator import ArchiveIterator
 
-from pipelines.crawl_warc import Fetched, WarcFiles, archived_headers, request_block
+from pipelines.data.crawl_warc import Fetched, WarcFiles, archived_headers, request_block
 
 HEADERS = [("User-Agent", "natal-crawler/0.1"), ("Accept-Encoding", "gzip, deflate")]
 

@@ -9,8 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from cluster.config import load_config
-from pipelines.decontaminate import load_eval_sets, run_decontaminate
-from pipelines.dedup.decontaminate import EvalNgrams, strings_in
+from pipelines.data.decontaminate import EvalNgrams, load_eval_sets, run_decontaminate, strings_in
 
 QUESTION = (
     "Janet has seventeen ducks that lay eggs every single morning and she sells "

@@ -13,8 +13,8 @@ import pytest
 
 from cluster.cli import main
 from cluster.config import load_config
-from pipelines.dedup import run
-from pipelines.dedup.synthetic import make_corpus, pair_quality, vocabulary
+from pipelines.data.dedup.deduplicate import run
+from pipelines.data.dedup.synthetic import make_corpus, pair_quality, vocabulary
 
 pytestmark = pytest.mark.ray
 

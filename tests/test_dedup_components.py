@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.dedup import components as cc
-from pipelines.dedup import shuffle
+from pipelines.data.dedup import components as cc
+from pipelines.data.dedup import shuffle
 
 
 def _random_graph(rng, n: int, m: int) -> tuple[np.ndarray, np.ndarray]:

@@ -7,8 +7,8 @@ import pytest
 from datasketch.lsh import _optimal_param
 
 from cluster.config import DedupConfig
-from pipelines.dedup import lsh, minhash
-from pipelines.dedup.stage import resolve_params
+from pipelines.data.dedup import lsh, minhash
+from pipelines.data.dedup.deduplicate import resolve_params
 
 
 @pytest.mark.parametrize("threshold", [0.5, 0.7, 0.8, 0.9])

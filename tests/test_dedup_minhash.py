@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from datasketch import MinHash
 
-from pipelines.dedup import minhash
-from pipelines.dedup.exact import exact_hashes, fmix64, normalize, words
-from pipelines.dedup.synthetic import jaccard, make_corpus, shingles, vocabulary
+from pipelines.data.dedup import minhash
+from pipelines.data.dedup.exact import exact_hashes, fmix64, normalize, words
+from pipelines.data.dedup.synthetic import jaccard, make_corpus, shingles, vocabulary
 
 NUM_PERM = 112
 

@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from cluster.errors import InputError
-from pipelines.dedup.reader import document_files, plan_units, read_unit, unit_keys
+from cluster.config.errors import InputError
+from pipelines.data.dedup.reader import document_files, plan_units, read_unit, unit_keys
 
 
 def test_jsonl_problems_are_counted_with_file_and_line(tmp_path) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from pipelines.dedup import shuffle
-from pipelines.dedup.exact import exact_hashes
-from pipelines.dedup.minhash import permutations, signatures
+from pipelines.data.dedup import shuffle
+from pipelines.data.dedup.exact import exact_hashes
+from pipelines.data.dedup.minhash import permutations, signatures
 
 PARAMS = shuffle.Params(5, 112, 14, 8, 1, 3, False, 0.7, "longest")
 BASE = " ".join(f"word{i}" for i in range(200))

@@ -10,9 +10,9 @@ import torch
 from tiny_chat import build_chat_model
 
 from cluster.config import load_config
-from pipelines import dpo, finetune
-from pipelines.preference_data import load_pairs
-from pipelines.stats import StageStats
+from pipelines.data.stats import StageStats
+from pipelines.posttrain import dpo, finetune
+from pipelines.posttrain.preference_data import load_pairs
 
 
 @pytest.mark.ray

@@ -12,7 +12,7 @@ from actors.engine import engine_kwargs, make_llm
 def test_engine_starts_in_a_process_that_loaded_numba_kernels(tmp_path) -> None:
     # natal's MinHash kernels load llvmlite, whose library wrapper used to break vLLM's
     # start-up scan of every module (AttributeError: '_lib_fn_wrapper' ... 'get')
-    from pipelines.dedup import minhash
+    from pipelines.data.dedup import minhash
 
     a, b = minhash.permutations(8, 1)
     assert minhash.signatures(["one two three four five six"], 5, a, b).shape == (1, 8)

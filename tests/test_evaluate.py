@@ -6,7 +6,7 @@ import math
 import pytest
 from tiny_model import build_tiny_model
 
-from pipelines import evaluate
+from pipelines.rl import evaluate
 
 
 def test_win_rate_counts_ties_half():

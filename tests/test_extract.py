@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from ingest_samples import ARTICLE
 
-from pipelines import extract, warc
-from pipelines.stats import StageStats
+from pipelines.data import extract, warc
+from pipelines.data.stats import StageStats
 
 
 @pytest.mark.parametrize("name", extract.EXTRACTORS)

@@ -8,7 +8,7 @@ import pytest
 from filter_texts import GOOD_TEXT, PARAGRAPHS
 
 from cluster.config import C4FilterConfig
-from pipelines.filters.c4 import c4_filter, count_sentences
+from pipelines.data.filters.c4 import c4_filter, count_sentences
 
 C4 = C4FilterConfig()
 

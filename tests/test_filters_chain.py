@@ -6,9 +6,9 @@ import pyarrow as pa
 from filter_texts import GOOD_TEXT, PARAGRAPHS
 
 from cluster.config import FilterConfig
-from pipelines.filters.chain import FilterChain, apply_filters
-from pipelines.filters.text import split_words
-from pipelines.stats import StageStats
+from pipelines.data.filters.chain import FilterChain, apply_filters
+from pipelines.data.filters.text import split_words
+from pipelines.data.stats import StageStats
 
 GERMAN = (
     "Die Stadt am Fluss erwacht im Herbst langsam, wenn sich der Nebel über dem Wasser hebt "

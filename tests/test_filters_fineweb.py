@@ -6,7 +6,7 @@ import pytest
 from filter_texts import GOOD_TEXT, PARAGRAPHS
 
 from cluster.config import FineWebFilterConfig
-from pipelines.filters.fineweb import fineweb_filter
+from pipelines.data.filters.fineweb import fineweb_filter
 
 FINEWEB = FineWebFilterConfig()
 

@@ -9,8 +9,8 @@ import pytest
 from filter_texts import GOOD_TEXT, PARAGRAPHS
 
 from cluster.config import GopherQualityConfig, GopherRepetitionConfig
-from pipelines.filters.gopher import NGrams, gopher_quality, gopher_repetition
-from pipelines.filters.text import split_words
+from pipelines.data.filters.gopher import NGrams, gopher_quality, gopher_repetition
+from pipelines.data.filters.text import split_words
 
 QUALITY = GopherQualityConfig()
 REPETITION = GopherRepetitionConfig()

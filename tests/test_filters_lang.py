@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from filter_texts import GOOD_TEXT
 
-from pipelines.filters.lang import UNKNOWN, detect_language, language_filter
+from pipelines.data.filters.lang import UNKNOWN, detect_language, language_filter
 
 GERMAN = (
     "Die Stadt am Fluss erwacht im Herbst langsam, wenn sich der Nebel über dem Wasser hebt "

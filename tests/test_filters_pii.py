@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.filters.pii import REDACTIONS, redact_pii
+from pipelines.data.filters.pii import REDACTIONS, redact_pii
 
 ALL = tuple(REDACTIONS)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipelines.filters.text import find_duplicates, nonblank_lines, split_words
+from pipelines.data.filters.text import find_duplicates, nonblank_lines, split_words
 
 
 def test_words_keep_inner_apostrophes_and_hyphens() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cluster.config import UrlFilterConfig
-from pipelines.filters.url import UrlBlocklist, url_filter
+from pipelines.data.filters.url import UrlBlocklist, url_filter
 
 
 def test_domains_and_subdomains(tmp_path: Path) -> None:

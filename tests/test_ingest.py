@@ -16,8 +16,8 @@ from ingest_samples import write_mixed_warc, write_pages_warc
 
 from cluster import cli
 from cluster.config import IngestConfig, NatalConfig
-from pipelines import ingest
-from pipelines.stats import StageStats
+from pipelines.data import ingest
+from pipelines.data.stats import StageStats
 
 ROWS = [
     {"id": "doc-1", "text": "Bees dance to tell the hive where flowers are.", "source": "books"},

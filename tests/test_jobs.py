@@ -17,7 +17,7 @@ from ray_head import VENV_BIN, RayHead
 
 from cluster import jobs
 from cluster.config import JobsConfig
-from cluster.errors import ConfigError
+from cluster.config.errors import ConfigError
 
 PLAN = ["plan", "--params", "1B", "--tokens", "20B", "--accelerator", "a100"]
 

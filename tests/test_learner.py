@@ -10,8 +10,9 @@ from tiny_model import build_tiny_model
 
 from actors.learner import LearnerWorker, learner_actor, minibatch_count
 from actors.pool import split
+from cluster.config import RLHFConfig
 
-SETTINGS = {"algo": "grpo", "lr": 3e-3, "minibatch_size": 4, "kl_coef": 0.05}
+SETTINGS = RLHFConfig(algo="grpo", lr=3e-3, minibatch_size=4, kl_coef=0.05)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +86,7 @@ def test_two_learners_with_uneven_shards_take_the_same_steps(ray_cluster, policy
 
     shards = split(samples(9, seed=7), 2)
     assert [len(s) for s in shards] == [5, 4]
-    count = minibatch_count([len(s) for s in shards], SETTINGS["minibatch_size"])
+    count = minibatch_count([len(s) for s in shards], SETTINGS.minibatch_size)
     refs = [lrn.train_step.remote(s, count) for lrn, s in zip(learners, shards, strict=True)]
     results = ray.get(refs, timeout=120)  # a rank left waiting in an all-reduce times out
     assert all(r["policy_loss"] == r["policy_loss"] for r in results)

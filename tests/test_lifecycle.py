@@ -5,7 +5,7 @@ import json
 import pytest
 
 from cluster.config import load_config
-from cluster.errors import ConfigError
+from cluster.config.errors import ConfigError
 from cluster.lifecycle import Stage, fingerprint, run_lifecycle, select_stages
 
 

@@ -7,9 +7,10 @@ import math
 import pytest
 import torch
 
-from pipelines.losses import (
+from pipelines.posttrain.losses import (
     bradley_terry_loss,
     dpo_loss,
+    label_logprobs,
     lm_loss_sum,
     pairwise_accuracy,
     sequence_logprob,
@@ -64,7 +65,12 @@ def test_lm_loss_and_logprobs_only_count_labelled_next_tokens():
     assert sequence_logprob(logits, labels).item() == pytest.approx(
         math.log(0.5) + math.log(0.8), rel=1e-5
     )
-    picked, mask = token_logprobs(logits, torch.tensor([[-100, -100, 2]]))
+    picked, mask = label_logprobs(logits, torch.tensor([[-100, -100, 2]]))
     assert mask.tolist() == [[False, True]]
     assert picked[0, 0].item() == 0.0
     assert picked[0, 1].item() == pytest.approx(math.log(0.1), rel=1e-5)
+
+
+def test_token_logprobs_pick_each_position_s_token():
+    logits = torch.tensor([[[0.0, math.log(3.0)]]])
+    assert token_logprobs(logits, torch.tensor([[1]])).item() == pytest.approx(math.log(0.75))

@@ -16,7 +16,7 @@ from conftest import free_port
 from tiny_model import build_tiny_model
 
 from cluster.config import load_config
-from cluster.errors import ConfigError, InputError
+from cluster.config.errors import ConfigError, InputError
 from serving import openai_app
 
 pytestmark = pytest.mark.ray

@@ -6,9 +6,9 @@ import argparse
 
 import pytest
 
-from cluster import plan
 from cluster.cli import main
-from cluster.commands.lifecycle import _count
+from cluster.commands.ops_verbs import _count
+from pipelines.training import plan
 
 
 def test_training_flops_is_six_n_t() -> None:
@@ -84,7 +84,7 @@ def test_natal_plan_bad_mfu_is_one_line(capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_run_vs_plan_puts_measured_beside_planned():
-    from cluster.plan import run_vs_plan
+    from pipelines.training.plan import run_vs_plan
 
     # 1M params × 1M tokens = 6e12 FLOPs; 2 CPU cores at 192 GFLOP/s, MFU 0.4 → 39.0625 s
     out = run_vs_plan(1e6, 1e6, seconds=10.0, accelerator="cpu", count=2, mfu=0.4)

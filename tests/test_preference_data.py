@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-from pipelines.chat_data import RecordError, detect_format
-from pipelines.preference_data import (
+from pipelines.data.stats import StageStats
+from pipelines.posttrain.chat_data import RecordError, detect_format
+from pipelines.posttrain.preference_data import (
     PREFERENCE_DETECTORS,
     from_hh_rlhf,
     from_oasst_ranks,
@@ -13,7 +14,6 @@ from pipelines.preference_data import (
     load_pairs,
     parse_hh_transcript,
 )
-from pipelines.stats import StageStats
 
 
 def write_jsonl(path, records):

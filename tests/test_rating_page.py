@@ -12,10 +12,10 @@ import pytest
 from conftest import free_port
 
 from cluster.config import load_config
-from pipelines.preference_data import from_rating_export
-from pipelines.stats import StageStats
+from pipelines.data.stats import StageStats
+from pipelines.posttrain.preference_data import from_rating_export
 from serving.rating import app as rating_app
-from serving.rating.storage import RatingStore, export
+from serving.rating.database import RatingStore, export
 
 pytestmark = pytest.mark.ray
 

@@ -10,9 +10,9 @@ from faults import rollout_dies_once
 from tiny_model import build_tiny_model
 
 from cluster.config import load_config
-from cluster.errors import InputError
-from pipelines import rlhf
-from pipelines.prompts import PromptCursor, encode_prompts, read_prompts
+from cluster.config.errors import InputError
+from pipelines.rl import rlhf
+from pipelines.rl.prompts import PromptCursor, encode_prompts, read_prompts
 
 # Every actor of these runs asks for half a CPU, so rollout + learner + reward fit on 2 cores.
 SMALL = [
@@ -94,7 +94,7 @@ def test_grpo_learns_a_verifiable_task_and_resumes(ray_cluster, policy, prompts,
     out = tmp_path / "grpo"
     overrides = SMALL + [
         "rlhf.algo=grpo",
-        "rlhf.reward_fns=[pipelines.rewards:digit_fraction]",
+        "rlhf.reward_fns=[pipelines.rl.verifiers:digit_fraction]",
         "rlhf.prompts_per_step=4",
         "rlhf.group_size=8",
         "rlhf.max_new_tokens=12",
@@ -131,7 +131,7 @@ def test_ppo_with_broadcast_sync_improves_and_survives_a_rollout_crash(
         + [
             "rlhf.algo=ppo",
             "rlhf.weight_sync=broadcast",
-            "rlhf.reward_fns=[pipelines.rewards:digit_fraction]",
+            "rlhf.reward_fns=[pipelines.rl.verifiers:digit_fraction]",
             "rlhf.steps=14",
             "rlhf.prompts_per_step=4",
             "rlhf.group_size=8",
@@ -159,7 +159,7 @@ def test_ppo_with_broadcast_sync_improves_and_survives_a_rollout_crash(
 def test_rloo_async_with_a_trained_reward_model_and_a_failing_rule(
     ray_cluster, policy, prompts, tmp_path
 ):
-    from pipelines import reward
+    from pipelines.posttrain import reward_model
 
     preferences = tmp_path / "preferences.jsonl"
     rows = [
@@ -168,7 +168,7 @@ def test_rloo_async_with_a_trained_reward_model_and_a_failing_rule(
     ]
     preferences.write_text("".join(json.dumps(r) + "\n" for r in rows))
     rm_cfg = load_config(None, ["reward.max_steps=2", "reward.micro_batch=4"])
-    reward.run(rm_cfg, model=policy, data=[str(preferences)], output=str(tmp_path / "rm"))
+    reward_model.run(rm_cfg, model=policy, data=[str(preferences)], output=str(tmp_path / "rm"))
     out = tmp_path / "rloo"
     cfg = load_config(
         None,

@@ -76,7 +76,7 @@ address, shards, tokenizer, out = sys.argv[1:5]
 os.environ["RAY_ADDRESS"] = address
 import ray
 from cluster.config import load_config
-from pipelines import pretrain
+from pipelines.pretrain import llama
 
 values = {"pretrain.workers": 2, "pretrain.max_steps": 3, "pretrain.micro_batch": 2,
           "pretrain.log_every": 1, "pretrain.eval_every": 0, "pretrain.checkpoint_every": 0,
@@ -96,7 +96,7 @@ def watch():
         time.sleep(0.5)
 
 threading.Thread(target=watch, daemon=True).start()
-stats = pretrain.run(cfg, data=shards, tokenizer=tokenizer, output=out)
+stats = llama.run(cfg, data=shards, tokenizer=tokenizer, output=out)
 done.set()
 result["steps"] = stats["counts"]["steps"]
 ended = time.monotonic()
@@ -230,9 +230,10 @@ import pyarrow.dataset as pads
 import ray
 from ray.cluster_utils import Cluster
 from cluster.config import load_config
-from pipelines import filter as filter_stage, ingest, pretrain
-from pipelines.dedup import stage as dedup_stage
-from pipelines.filters.chain import FilterChain, split_annotated
+from pipelines.data import ingest, quality_filter as filter_stage
+from pipelines.pretrain import llama
+from pipelines.data.dedup import deduplicate as dedup_stage
+from pipelines.data.filters.chain import FilterChain, split_annotated
 
 def free_port():  # outside Ray's worker port range
     import socket
@@ -330,7 +331,7 @@ def checkpointed():  # step 4's checkpoint is written and training has moved on
 stage_done = threading.Event()
 killed_at = []
 watcher = kill_when(node_b, lambda: checkpointed() and not killed_at.append(time.time()), "train")
-stats = pretrain.run(cfg, data=shards, tokenizer=tokenizer, output=out + "/pretrain")
+stats = llama.run(cfg, data=shards, tokenizer=tokenizer, output=out + "/pretrain")
 stage_done.set()
 watcher.join()
 rows = [json.loads(line) for line in open(rows_file)]

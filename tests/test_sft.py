@@ -9,11 +9,11 @@ import pytest
 from tiny_chat import build_chat_model
 
 from cluster import cli
-from cluster.commands.training import CHAT_FORMATS, PAIR_FORMATS
+from cluster.commands.training_verbs import CHAT_FORMATS, PAIR_FORMATS
 from cluster.config import load_config
-from pipelines import finetune, sft
-from pipelines.chat_data import CHAT_ADAPTERS
-from pipelines.preference_data import PREFERENCE_ADAPTERS
+from pipelines.posttrain import finetune, sft
+from pipelines.posttrain.chat_data import CHAT_ADAPTERS
+from pipelines.posttrain.preference_data import PREFERENCE_ADAPTERS
 
 
 @pytest.fixture(scope="module")

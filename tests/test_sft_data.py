@@ -6,15 +6,14 @@ import pytest
 import torch
 from tiny_chat import build_chat_model, build_tokenizer
 
-from cluster.errors import ConfigError
-from pipelines.chat_data import RecordError
-from pipelines.sft_data import (
+from cluster.config.errors import ConfigError
+from pipelines.posttrain.chat_data import RecordError
+from pipelines.posttrain.sft_data import (
     IGNORE,
     Example,
     as_row,
     collate,
     encode_conversation,
-    last_token_index,
     last_turn_only,
     make_example,
     model_inputs,
@@ -120,8 +119,6 @@ def test_packing_positions_and_first_labels():
     assert batch["input_ids"].tolist()[1] == [6, 6, 6, 6, 0]
     assert batch["labels"].tolist()[1][-1] == IGNORE
     assert batch["position_ids"].tolist()[1] == [0, 1, 2, 3, 0]
-    single = collate([as_row(Example([1, 2, 3], [1, 2, 3])), as_row(Example([4], [4]))], pad_id=0)
-    assert last_token_index(single).tolist() == [2, 0]
 
 
 def test_packed_rows_do_not_attend_across_conversations(tokenizer, tmp_path):

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from cluster.config import CodeIngestConfig, IngestConfig
-from pipelines import sources
-from pipelines.filters.code import alnum_fraction, autogen_marker, code_filter
-from pipelines.stats import StageStats
+from pipelines.data import sources
+from pipelines.data.filters.code import alnum_fraction, autogen_marker, code_filter
+from pipelines.data.stats import StageStats
 
 HAND_WRITTEN = '''"""Count words."""
 

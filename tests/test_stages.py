@@ -18,7 +18,7 @@ import pytest
 
 from cluster import cli
 from cluster.config import load_config
-from cluster.errors import ConfigError
+from cluster.config.errors import ConfigError
 from cluster.lifecycle import run_lifecycle
 from cluster.stages import STAGES
 
@@ -26,17 +26,17 @@ NAMES = [s.name for s in STAGES]
 UPSTREAM = {s.name: s.upstream for s in STAGES}
 SEED_URL = "http://127.0.0.1:9/"
 PIPELINES = {  # stage → (module, function) that its stage function calls
-    "crawl": ("pipelines.crawl", "run"),
-    "ingest": ("pipelines.ingest", "run"),
-    "filter": ("pipelines.filter", "run"),
-    "dedup": ("pipelines.dedup.stage", "run"),
-    "tokenizer": ("pipelines.tokenizer", "run"),
-    "tokenize": ("pipelines.tokenize", "run"),
-    "pretrain": ("pipelines.pretrain", "run"),
-    "sft": ("pipelines.sft", "run"),
-    "reward": ("pipelines.reward", "run"),
-    "rlhf": ("pipelines.rlhf", "run"),
-    "eval": ("pipelines.evaluate", "run_lifecycle_eval"),
+    "crawl": ("pipelines.data.crawl", "run"),
+    "ingest": ("pipelines.data.ingest", "run"),
+    "filter": ("pipelines.data.quality_filter", "run"),
+    "dedup": ("pipelines.data.dedup.deduplicate", "run"),
+    "tokenizer": ("pipelines.pretrain.bpe", "run"),
+    "tokenize": ("pipelines.pretrain.tokenize", "run"),
+    "pretrain": ("pipelines.pretrain.llama", "run"),
+    "sft": ("pipelines.posttrain.sft", "run"),
+    "reward": ("pipelines.posttrain.reward_model", "run"),
+    "rlhf": ("pipelines.rl.rlhf", "run"),
+    "eval": ("pipelines.rl.evaluate", "run_lifecycle_eval"),
     "serve": ("serving.openai_app", "run"),
     "report": ("cluster.report", "write_report"),
 }
@@ -149,21 +149,21 @@ def calls(monkeypatch, tmp_path):
         module = importlib.import_module(module_name)
         monkeypatch.setattr(module, function, recorder(stage, getattr(module, function)))
 
-    from pipelines import demo_data
+    from pipelines.demo import derive
 
-    real_items = demo_data.qa_items
+    real_items = derive.qa_items
 
     def qa_items(documents, *args, **kwargs):  # the real conversations stage, observed
         record.append(("conversations", {}, []))
         return real_items(documents, *args, **kwargs)
 
-    monkeypatch.setattr(demo_data, "qa_items", qa_items)
+    monkeypatch.setattr(derive, "qa_items", qa_items)
 
     @contextmanager
     def fake_pydoc_server():
         yield SEED_URL
 
-    monkeypatch.setattr("pipelines.demo_site.pydoc_server", fake_pydoc_server)
+    monkeypatch.setattr("pipelines.demo.website.pydoc_server", fake_pydoc_server)
     return record
 
 

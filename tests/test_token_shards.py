@@ -1,4 +1,4 @@
-"""The streaming sampler and shard reader (pipelines/token_shards.py)."""
+"""The streaming sampler and shard reader (pipelines/pretrain/token_shards.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from cluster.errors import InputError
-from pipelines.token_shards import ShardReader, read_index, sample_indices
+from cluster.config.errors import InputError
+from pipelines.pretrain.token_shards import ShardReader, read_index, sample_indices
 
 
 def test_each_epoch_visits_every_sequence_once_across_ranks() -> None:

@@ -1,4 +1,4 @@
-"""``natal tokenize``: packing, split, mixture, determinism, bad input (pipelines/tokenize.py)."""
+"""``natal tokenize``: packing, split, mixture, determinism, bad input (pipelines/pretrain/tokenize.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from cluster.config import load_config
-from cluster.errors import ConfigError, InputError
-from pipelines import tokenize
-from pipelines.token_shards import ShardReader, read_index
-from pipelines.tokenizer import tokenizer_hash
+from cluster.config.errors import ConfigError, InputError
+from pipelines.pretrain import tokenize
+from pipelines.pretrain.bpe import tokenizer_hash
+from pipelines.pretrain.token_shards import ShardReader, read_index
 
 # --- pure functions -----------------------------------------------------------------------------
 

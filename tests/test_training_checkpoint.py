@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, LlamaForCausalLM
 
-from cluster.errors import ConfigError
+from cluster.config.errors import ConfigError
 from pipelines.training import checkpoint
 from pipelines.training.optim import build_optimizer, warmup_cosine
 from pipelines.training.presets import llama_config

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import LlamaForCausalLM
 
-from cluster.errors import ConfigError
+from cluster.config.errors import ConfigError
 from pipelines.training.presets import llama_config
 
 

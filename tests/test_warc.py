@@ -12,8 +12,8 @@ import pytest
 from ingest_samples import ARTICLE, JAPANESE, http_response, write_mixed_warc, write_pages_warc
 from warcio.warcwriter import WARCWriter
 
-from pipelines import warc
-from pipelines.stats import StageStats
+from pipelines.data import warc
+from pipelines.data.stats import StageStats
 
 
 def read_all(data: bytes, max_bytes: int = 1 << 20) -> tuple[list[warc.WebRecord], StageStats]:

@@ -16,7 +16,7 @@ Numbers 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 and words one two t
 
 def build_tokenizer(vocab_size: int = 400):
     from cluster.config import TokenizerConfig
-    from pipelines.tokenizer import train_tokenizer
+    from pipelines.pretrain.bpe import train_tokenizer
 
     return train_tokenizer([TEXT] * 30, TokenizerConfig(vocab_size=vocab_size))
 

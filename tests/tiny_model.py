@@ -38,7 +38,7 @@ def build_tiny_model(
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from cluster.config import TokenizerConfig
-    from pipelines.tokenizer import save_tokenizer, train_tokenizer
+    from pipelines.pretrain.bpe import save_tokenizer, train_tokenizer
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

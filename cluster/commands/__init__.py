@@ -5,14 +5,15 @@ Pipeline modules are imported inside each ``run`` so that ``natal --help`` stays
 Each run function returns the stage's stats dict, which the CLI prints as a table.
 """
 
-from cluster.commands import data, lifecycle, serving, training
+from cluster.commands import data_verbs, ops_verbs, run_verbs, serving_verbs, training_verbs
 from cluster.commands.base import Command
 
 COMMANDS: list[Command] = [
-    *data.COMMANDS,
-    *training.COMMANDS,
-    *serving.COMMANDS,
-    *lifecycle.COMMANDS,
+    *data_verbs.COMMANDS,
+    *training_verbs.COMMANDS,
+    *serving_verbs.COMMANDS,
+    *run_verbs.COMMANDS,
+    *ops_verbs.COMMANDS,
 ]
 
 __all__ = ["COMMANDS", "Command"]

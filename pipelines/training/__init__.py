@@ -1,1 +1,3 @@
-"""Pieces every Ray Train stage shares: presets, optimizer, checkpoints, metrics, the loop."""
+"""The one Ray Train loop every training stage shares, and its pieces: presets, optimizer,
+checkpoints, metrics, and run sizing (``plan``: FLOPs, time, cost).
+"""

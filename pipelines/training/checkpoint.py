@@ -29,8 +29,8 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from cluster.errors import ConfigError
-from pipelines import storage
+from cluster.config.errors import ConfigError
+from pipelines.data import storage
 
 _FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 

@@ -51,7 +51,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipelines import storage
+from pipelines.data import storage
 from pipelines.training import checkpoint as ckpt_io
 from pipelines.training import metrics as metrics_io
 from pipelines.training.optim import build_optimizer, warmup_cosine

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from pipelines import storage
+from pipelines.data import storage
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -123,7 +123,7 @@ class Progress:
     def __init__(self, total: int, initial: int, name: str) -> None:
         from tqdm import tqdm
 
-        from pipelines.console import terminal
+        from cluster.console import terminal
 
         self.bar = tqdm(
             total=total, initial=initial, desc=name, mininterval=1.0, leave=False, file=terminal()

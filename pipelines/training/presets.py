@@ -6,7 +6,7 @@ from typing import Any
 
 from transformers import LlamaConfig
 
-from cluster.errors import ConfigError
+from cluster.config.errors import ConfigError
 
 PRESETS: dict[str, dict[str, Any]] = {
     # ~1.3M parameters + embeddings: trains visibly in minutes on 2 CPU cores.

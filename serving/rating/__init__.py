@@ -1,1 +1,3 @@
-"""The human rating page: Ray Serve app, SQLite store, static page."""
+"""The human rating page: its Ray Serve app, the SQLite ratings database, the static page.
+Ratings export as preference data for ``natal reward``.
+"""

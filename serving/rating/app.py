@@ -20,10 +20,10 @@ from fastapi.staticfiles import StaticFiles
 from ray import serve
 
 from cluster.config import NatalConfig
-from cluster.errors import InputError
-from pipelines.chat_data import read_records
-from pipelines.stats import StageStats
-from serving.rating.storage import RatingError, RatingStore
+from cluster.config.errors import InputError
+from pipelines.data.stats import StageStats
+from pipelines.posttrain.chat_data import read_records
+from serving.rating.database import RatingError, RatingStore
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -178,7 +178,7 @@ def run(
     model: str | None = None,
 ) -> dict[str, Any]:
     """``natal rate``: issue a token, export, or load prompts and serve the page until Ctrl-C."""
-    from serving.rating.storage import export
+    from serving.rating.database import export
 
     store = RatingStore(cfg.rate.db_path)
     if add_rater:

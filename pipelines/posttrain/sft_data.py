@@ -1,0 +1,154 @@
+"""Token ids and labels of conversations: loss on assistant tokens only, optional packing.
+
+The tokenizer's chat template formats a conversation; its ``{% generation %}`` blocks mark the
+assistant tokens (``return_assistant_tokens_mask``), which become the labels, every other
+token -100. Truncation policy: SFT keeps the *start* of a conversation (right truncation),
+preference examples keep the *end* (left truncation, so the response being judged stays whole);
+an example left with no assistant token is skipped under ``no_assistant_tokens_in_context``.
+
+Packing puts several conversations in one row; ``position_ids`` restart at 0 for each, which
+is how transformers' attention (sdpa, eager, flash) isolates them: with no 2D attention mask it
+derives a block-diagonal causal mask from the position restarts, so no token attends to another
+conversation. Rows are right-padded with a pad segment that has its own positions. The
+forward pass must not build a KV cache (``use_cache=False``, see :func:`model_inputs`): with a
+cache transformers does not look for position restarts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from cluster.config.errors import ConfigError
+from pipelines.posttrain.chat_data import Conversation, RecordError
+
+IGNORE = -100
+
+
+@dataclass
+class Example:
+    """One sequence: token ids and labels (-100 where no loss is taken)."""
+
+    input_ids: list[int]
+    labels: list[int]
+    truncated: bool = False
+
+
+def encode_conversation(tokenizer, conversation: Conversation) -> tuple[list[int], list[int]]:
+    """(token ids, assistant mask) of a conversation rendered by the tokenizer's chat template."""
+    encoded = tokenizer.apply_chat_template(
+        conversation,
+        tokenize=True,
+        return_dict=True,
+        return_assistant_tokens_mask=True,
+    )
+    ids, mask = list(encoded["input_ids"]), list(encoded["assistant_masks"])
+    if not any(mask) and any(turn["role"] == "assistant" for turn in conversation):
+        raise ConfigError(
+            "the tokenizer's chat template marks no assistant tokens: it needs "
+            "{% generation %}...{% endgeneration %} around assistant content "
+            "(natal tokenizers have it; see pipelines/pretrain/bpe.py)"
+        )
+    return ids, mask
+
+
+def last_turn_only(mask: Sequence[int]) -> list[int]:
+    """The mask restricted to its last run of ones: the final assistant turn."""
+    out = [0] * len(mask)
+    end = len(mask)
+    while end > 0 and not mask[end - 1]:
+        end -= 1
+    start = end
+    while start > 0 and mask[start - 1]:
+        start -= 1
+    out[start:end] = [1] * (end - start)
+    return out
+
+
+def make_example(
+    ids: Sequence[int], mask: Sequence[int], max_len: int, keep: str = "start"
+) -> Example:
+    """Labels from a mask, truncated to ``max_len`` keeping the ``start`` or the ``end``."""
+    labels = [tok if m else IGNORE for tok, m in zip(ids, mask, strict=True)]
+    truncated = len(ids) > max_len
+    if truncated:
+        window = slice(0, max_len) if keep == "start" else slice(len(ids) - max_len, len(ids))
+        ids, labels = ids[window], labels[window]
+    if all(label == IGNORE for label in labels):
+        raise RecordError("no_assistant_tokens_in_context")
+    return Example(list(ids), labels, truncated)
+
+
+def sft_example(tokenizer, conversation: Conversation, max_len: int) -> Example:
+    """An SFT example: loss on every assistant turn, right-truncated."""
+    ids, mask = encode_conversation(tokenizer, conversation)
+    return make_example(ids, mask, max_len, keep="start")
+
+
+def response_example(tokenizer, conversation: Conversation, max_len: int) -> Example:
+    """A prompt + response example: labels on the final assistant turn, left-truncated."""
+    ids, mask = encode_conversation(tokenizer, conversation)
+    return make_example(ids, last_turn_only(mask), max_len, keep="end")
+
+
+@dataclass
+class Row:
+    """One training row: one or more examples side by side, each with positions from 0."""
+
+    input_ids: list[int]
+    labels: list[int]
+    position_ids: list[int]
+    segments: int = 1
+
+
+def as_row(example: Example) -> Row:
+    n = len(example.input_ids)
+    return Row(list(example.input_ids), list(example.labels), list(range(n)))
+
+
+def pack(examples: Iterable[Example], max_len: int) -> list[Row]:
+    """Greedy packing in order: append while the row has room, else start a new row.
+
+    A segment's first label is forced to -100: it would be predicted from the previous
+    conversation's last token.
+    """
+    rows: list[Row] = []
+    current: Row | None = None
+    for example in examples:
+        n = len(example.input_ids)
+        if current is None or len(current.input_ids) + n > max_len:
+            current = Row([], [], [], segments=0)
+            rows.append(current)
+        current.input_ids += example.input_ids
+        current.labels += [IGNORE] + example.labels[1:]
+        current.position_ids += range(n)
+        current.segments += 1
+    return rows
+
+
+def collate(rows: Sequence[Row], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad rows into tensors. The padding is its own segment (positions from 0), so the
+    position restarts keep real tokens from attending to it; no attention mask is passed."""
+    width = max(len(row.input_ids) for row in rows)
+    ids, labels, positions = [], [], []
+    for row in rows:
+        pad = width - len(row.input_ids)
+        ids.append(row.input_ids + [pad_id] * pad)
+        labels.append(row.labels + [IGNORE] * pad)
+        positions.append(row.position_ids + list(range(pad)))
+    return {
+        "input_ids": torch.tensor(ids, dtype=torch.long),
+        "labels": torch.tensor(labels, dtype=torch.long),
+        "position_ids": torch.tensor(positions, dtype=torch.long),
+    }
+
+
+def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | bool]:
+    """The forward-pass arguments of a collated batch (no labels: losses are computed apart)."""
+    return {
+        "input_ids": batch["input_ids"],
+        "position_ids": batch["position_ids"],
+        "use_cache": False,
+    }
