@@ -9,7 +9,7 @@ import pytest
 from faults import rollout_dies_once
 from tiny_model import build_tiny_model
 
-from cluster.config import load_config
+from cluster.config import RLHFConfig, load_config
 from cluster.config.errors import InputError
 from pipelines.rl import rlhf
 from pipelines.rl.prompts import PromptCursor, encode_prompts, read_prompts
@@ -206,7 +206,7 @@ def test_rollout_greedy_equals_learner_after_weight_sync(ray_cluster, policy):
     from actors.rollout import rollout_actor
 
     rollout = rollout_actor(num_cpus=0.5).remote(policy, kv_cache_mb=64)
-    learner = learner_actor(num_cpus=0.5).remote(policy, {"lr": 0.01})
+    learner = learner_actor(num_cpus=0.5).remote(policy, RLHFConfig(lr=0.01))
     pool = RolloutPool([rollout], timeout=300)
     prompts = [[5, 17, 40, 41], [7, 8, 9]]
     samples = ray.get(rollout.generate.remote(list(enumerate(prompts)), 4, 6))

@@ -1,5 +1,7 @@
 """The stages ``natal`` knows, in lifecycle order: their flags, the config fields the flags
-set, what they run — one module per phase beside this one.
+set, what they run — one module of verbs per phase beside this one (``data_verbs``,
+``training_verbs``, ``serving_verbs``, ``run_verbs``, ``ops_verbs``); ``base`` says what a
+command is.
 
 Pipeline modules are imported inside each ``run`` so that ``natal --help`` stays instant.
 Each run function returns the stage's stats dict, which the CLI prints as a table.

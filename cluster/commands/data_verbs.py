@@ -148,7 +148,7 @@ COMMANDS: list[Command] = [
             "Kept documents go to DIR/documents, removed ones to DIR/removed with the rule's\n"
             "name in `reason` and its measured `value`; DIR/stats.json counts them by reason,\n"
             "source and language, DIR/removals.png charts them. A rerun replaces DIR.\n"
-            "Thresholds default to the published ones (see data.filter in cluster/config/__init__.py).\n\n"
+            "Thresholds default to the published ones (see data.filter in cluster/config/data_sections.py).\n\n"
             "examples:\n"
             "  natal filter --input runs/ingest --output runs/filter --set data.min_words=30\n"
             "  natal filter --input s3://bucket/ingest/documents --output s3://bucket/filter \\\n"
