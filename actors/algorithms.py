@@ -12,6 +12,8 @@ from typing import Literal
 import torch
 
 KLKind = Literal["k1", "k2", "k3"]
+LossAgg = Literal["token-mean", "seq-mean-token-sum", "seq-mean-token-mean"]
+ISMode = Literal["tis", "mis", "none"]
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
@@ -114,23 +116,94 @@ def token_rewards(
     return rewards
 
 
+def agg_count(mask: torch.Tensor, agg: LossAgg = "token-mean") -> float:
+    """What :func:`aggregate` divides by: response tokens (token-mean) or sequences."""
+    if agg == "token-mean":
+        return float(mask.sum())
+    if agg in ("seq-mean-token-sum", "seq-mean-token-mean"):
+        return float((mask.sum(1) > 0).sum())
+    raise ValueError(f"unknown loss aggregation {agg!r} ({', '.join(LossAgg.__args__)})")
+
+
+def aggregate(
+    per_token: torch.Tensor,
+    mask: torch.Tensor,
+    agg: LossAgg = "token-mean",
+    normalizer: float | None = None,
+) -> torch.Tensor:
+    """Per-token losses ``[B, T]`` → one scalar: a *sum* divided by ``normalizer``.
+
+    token-mean: Σ tokens / #tokens; seq-mean-token-sum: Σ (Σ of a sequence's tokens) / #seqs;
+    seq-mean-token-mean: Σ (mean of a sequence's tokens) / #seqs. ``normalizer`` is the count
+    of the whole optimizer step (every minibatch shard on every learner, summed first), so how
+    a step's samples are split does not change its gradient; None: this batch's own count.
+    """
+    mask = mask.to(per_token.dtype)
+    summed = (per_token * mask).sum(1)
+    if agg == "seq-mean-token-mean":
+        summed = summed / mask.sum(1).clamp(min=1.0)
+    count = agg_count(mask, agg) if normalizer is None else normalizer
+    return summed.sum() / max(count, 1.0)
+
+
+def importance_weights(
+    logp: torch.Tensor,
+    behaviour_logp: torch.Tensor,
+    mask: torch.Tensor,
+    mode: ISMode = "tis",
+    cap: float = 2.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Per-token weights π_learner / π_behaviour for samples drawn by another policy.
+
+    The behaviour policy is the rollout engine's (its sampled log-probs): weights from an older
+    version (async mode) or numerically different kernels. ``tis``: truncated at ``cap``;
+    ``mis``: tokens above ``cap`` are masked out (weight 0); ``none``: all 1. Returns the
+    weights (no gradient) and their statistics, with KL(behaviour ‖ learner) (k3).
+    """
+    ratio = torch.exp((logp - behaviour_logp).detach())
+    over = (ratio > cap).to(ratio.dtype)
+    if mode == "tis":
+        weights = torch.clamp(ratio, max=cap)
+    elif mode == "mis":
+        weights = ratio * (1.0 - over)
+    elif mode == "none":
+        weights = torch.ones_like(ratio)
+    else:
+        raise ValueError(f"unknown importance sampling {mode!r} (tis, mis, none)")
+    stats = {
+        "is_ratio_mean": float(masked_mean(ratio, mask)),
+        "is_ratio_max": float((ratio * mask).max()) if mask.any() else 1.0,
+        "is_capped_fraction": float(masked_mean(over, mask)),
+        "mismatch_kl": float(masked_mean(kl_estimate(behaviour_logp, logp.detach()), mask)),
+    }
+    return weights, stats
+
+
 def policy_loss(
     logp: torch.Tensor,
     old_logp: torch.Tensor,
     advantages: torch.Tensor,
     mask: torch.Tensor,
     clip_eps: float = 0.2,
+    is_weights: torch.Tensor | None = None,
+    agg: LossAgg = "token-mean",
+    normalizer: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """PPO clipped surrogate loss (token mean); returns (loss, fraction of clipped tokens).
+    """PPO clipped surrogate loss; returns (loss, fraction of clipped tokens).
 
     ``advantages`` is ``[B, T]``, or ``[B]`` (one per sequence, broadcast over its tokens).
+    ``is_weights`` (:func:`importance_weights`) multiply each token's loss; ``agg`` and
+    ``normalizer`` reduce them (:func:`aggregate`).
     """
     if advantages.dim() == 1:
         advantages = advantages[:, None].expand_as(logp)
     ratio = torch.exp(logp - old_logp)
     unclipped = ratio * advantages
     clipped = torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * advantages
-    loss = masked_mean(-torch.minimum(unclipped, clipped), mask)
+    per_token = -torch.minimum(unclipped, clipped)
+    if is_weights is not None:
+        per_token = per_token * is_weights
+    loss = aggregate(per_token, mask, agg, normalizer)
     clip_fraction = masked_mean((clipped < unclipped).to(logp.dtype), mask)
     return loss, clip_fraction
 
@@ -141,11 +214,15 @@ def value_loss(
     returns: torch.Tensor,
     mask: torch.Tensor,
     clip_range: float = 0.2,
+    normalizer: float | None = None,
 ) -> torch.Tensor:
-    """PPO's clipped value loss: ½ max((v − R)², (clip(v, v_old ± ε) − R)²), token mean."""
+    """PPO's clipped value loss: ½ max((v − R)², (clip(v, v_old ± ε) − R)²), token mean.
+
+    ``normalizer``: the step's token count over all shards (see :func:`aggregate`).
+    """
     clipped = old_values + torch.clamp(values - old_values, -clip_range, clip_range)
     losses = torch.maximum((values - returns) ** 2, (clipped - returns) ** 2)
-    return 0.5 * masked_mean(losses, mask)
+    return 0.5 * aggregate(losses, mask, "token-mean", normalizer)
 
 
 def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:

@@ -126,25 +126,43 @@ class LearnerWorker:
     # --- one step ---------------------------------------------------------------------------
 
     def _logprobs(self, model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Any]:
+        """Log-probs of each next token under the *sampling* distribution: logits / T."""
         out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        logits = out.logits[:, :-1]
+        logits = out.logits[:, :-1] / self.cfg.temperature
         return token_logprobs(logits, batch["input_ids"][:, 1:]), logits
+
+    def _step_counts(self, mask: torch.Tensor, parts: list[torch.Tensor]) -> torch.Tensor:
+        """Per minibatch: the loss normalizer and the token count, summed over all learners."""
+        counts = torch.tensor(
+            [[alg.agg_count(mask[idx], self.cfg.loss_agg), float(mask[idx].sum())] for idx in parts]
+        )
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.all_reduce(counts)  # every learner calls it once per step: no rank waits
+        return counts
 
     def train_step(
         self, samples: list[dict[str, Any]], minibatches: int | None = None
     ) -> dict[str, float]:
-        """Update on this learner's shard; each sample has ids, ``advantage`` or ``score``.
+        """Update on this learner's shard; each sample has ids, ``logprobs`` (the rollout's),
+        ``advantage`` or ``score``.
 
         ``minibatches``: how many optimizer steps per epoch. Data-parallel learners must all
         take the same number (each backward is an all-reduce), so the group passes the count
         its largest shard needs (:func:`minibatch_count`); a shard too small for it runs
-        zero-weight minibatches that only join the all-reduce.
+        zero-weight minibatches that only join the all-reduce. Each loss is a sum divided by
+        the count of its minibatch over *all* learners (``rlhf.loss_agg``), times the world
+        size that DDP's gradient mean divides by: the step's gradient is the same however
+        its samples are split.
         """
         s = self.cfg
         minibatches = minibatches or minibatch_count([len(samples)], s.minibatch_size)
         started = time.perf_counter()
         batch = {k: v.to(self.device) for k, v in pad_batch(samples, self.pad_id).items()}
         mask = batch["mask"]
+        parts = list(torch.tensor_split(torch.arange(len(samples)), minibatches))
+        counts = self._step_counts(mask.cpu(), parts)
         with torch.no_grad():
             old_logp, _ = self._logprobs(self.policy, batch)
             ref_logp, _ = self._logprobs(self.reference, batch)
@@ -153,7 +171,10 @@ class LearnerWorker:
                 start = len(sample["prompt_ids"]) - 1
                 lp = torch.tensor(sample["logprobs"], dtype=old_logp.dtype)
                 rollout_logp[b, start : start + len(lp)] = lp.to(self.device)
-            logprob_gap = alg.masked_mean((old_logp - rollout_logp).abs(), mask).item()
+            gap = (old_logp - rollout_logp).abs() * mask
+            is_weights, is_stats = alg.importance_weights(
+                old_logp, rollout_logp, mask, s.importance_sampling, s.tis_cap
+            )
             kl_old = alg.kl_estimate(old_logp, ref_logp, s.kl_estimator)
             if s.algo == "ppo":
                 scores = torch.tensor([x["score"] for x in samples], device=self.device)
@@ -166,27 +187,28 @@ class LearnerWorker:
             else:
                 advantages = torch.tensor([x["advantage"] for x in samples], device=self.device)
                 advantages = advantages[:, None].expand_as(mask)
+        max_norm = s.grad_clip or math.inf  # 0: no clipping (the norm is still logged)
         metrics: dict[str, list[float]] = {}
         for _ in range(s.epochs):
-            for idx in torch.tensor_split(torch.arange(len(samples)), minibatches):
-                weight = 1.0 if len(idx) else 0.0
+            for idx, (normalizer, tokens) in zip(parts, counts.tolist(), strict=True):
+                weight = float(self.world) if len(idx) else 0.0  # undoes DDP's mean
                 idx = idx if len(idx) else torch.arange(1)  # an empty share: joins, adds 0
                 part = {k: v[idx] for k, v in batch.items()}
                 logp, logits = self._logprobs(self.model, part)
                 m = part["mask"]
                 loss, clip_fraction = alg.policy_loss(
-                    logp, old_logp[idx], advantages[idx], m, s.clip_eps
-                )
+                    logp, old_logp[idx], advantages[idx], m, s.clip_eps,
+                    is_weights[idx], s.loss_agg, normalizer,
+                )  # fmt: skip
                 kl = alg.kl_estimate(logp, ref_logp[idx], s.kl_estimator)
-                kl_mean = alg.masked_mean(kl, m)
                 if s.algo != "ppo":  # GRPO/RLOO: KL as a loss term
-                    loss = loss + s.kl_coef * kl_mean
+                    loss = loss + s.kl_coef * alg.aggregate(kl, m, s.loss_agg, normalizer)
                 loss = loss * weight
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), s.grad_clip)
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), max_norm)
                 self.optimizer.step()
-                step = {"policy_loss": loss.item(), "kl": kl_mean.item()}
+                step = {"policy_loss": loss.item(), "kl": alg.masked_mean(kl, m).item()}
                 step["clip_fraction"] = clip_fraction.item()
                 step["entropy"] = alg.masked_mean(alg.entropy_from_logits(logits.detach()), m)
                 step["grad_norm"] = float(grad_norm)
@@ -194,16 +216,18 @@ class LearnerWorker:
                     v = self.critic_model(
                         input_ids=part["input_ids"], attention_mask=part["attention_mask"]
                     ).logits[:, :-1, 0]
-                    vloss = alg.value_loss(v, values[idx], returns[idx], m, s.value_clip)
+                    vloss = alg.value_loss(v, values[idx], returns[idx], m, s.value_clip, tokens)
                     self.critic_optimizer.zero_grad(set_to_none=True)
                     (vloss * weight).backward()
-                    torch.nn.utils.clip_grad_norm_(self.critic.parameters(), s.grad_clip)
+                    torch.nn.utils.clip_grad_norm_(self.critic.parameters(), max_norm)
                     self.critic_optimizer.step()
-                    step["value_loss"] = vloss.item()
+                    step["value_loss"] = vloss.item() * weight
                 for key, value in step.items() if weight else ():
                     _append(metrics, key, float(value))
         result = {k: float(np.mean(v)) for k, v in metrics.items()}
-        result["logprob_gap_vs_rollout"] = logprob_gap
+        result["logprob_gap_vs_rollout"] = float(gap.sum() / mask.sum().clamp(min=1.0))
+        result["logprob_gap_max"] = float(gap.max())
+        result.update(is_stats)
         result["train_seconds"] = time.perf_counter() - started
         return result
 

@@ -46,7 +46,11 @@ class RolloutWorker:
         from actors.engine import make_llm
 
         started = time.perf_counter()
-        self.llm = make_llm(model_dir, kv_cache_mb, max_model_len, seed=seed)
+        # the sampled tokens' log-probs after temperature and top-p (vLLM's default is the raw
+        # model's): the behaviour policy the learner's importance ratios divide by
+        self.llm = make_llm(
+            model_dir, kv_cache_mb, max_model_len, seed=seed, logprobs_mode="processed_logprobs"
+        )
         self.start_seconds = time.perf_counter() - started
         self.weight_version = weight_version  # a resumed loop starts at its checkpoint's step
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len

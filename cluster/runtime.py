@@ -14,6 +14,9 @@ _RAY_ENV_DEFAULTS = {
     # small dataset. 8 MiB units keep both cores busy (platform notes).
     "RAY_DATA_PARQUET_BIN_PACKING_BYTES": str(8 << 20),
     "RAY_DEDUP_LOGS": "1",
+    # Ray Train's controller polls its workers every 2 s: each training stage ended ~3 s after
+    # its last step (measured, 1-step runs: 15.3 s → 12.4 s). One cheap call per worker.
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
 }
 
 

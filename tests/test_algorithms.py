@@ -6,9 +6,11 @@ import pytest
 import torch
 
 from actors.algorithms import (
+    aggregate,
     entropy_from_logits,
     gae,
     grpo_advantages,
+    importance_weights,
     kl_estimate,
     masked_mean,
     masked_whiten,
@@ -103,6 +105,38 @@ def test_policy_loss_clips_by_hand():
     assert clip_frac.item() == pytest.approx(2 / 3)
     seq_loss, _ = policy_loss(logp, old, torch.tensor([1.0]), mask, clip_eps=0.2)
     assert seq_loss.item() == pytest.approx(-(1.2 + 0.5 + 1.0) / 3)
+
+
+def test_loss_aggregations_by_hand():
+    losses = torch.tensor([[1.0, 2.0, 3.0], [4.0, 0.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])  # 3 tokens, then 1
+    assert aggregate(losses, mask, "token-mean").item() == pytest.approx(10 / 4)
+    assert aggregate(losses, mask, "seq-mean-token-sum").item() == pytest.approx((6 + 4) / 2)
+    assert aggregate(losses, mask, "seq-mean-token-mean").item() == pytest.approx((2 + 4) / 2)
+    # a normalizer counted over the whole step: a shard's sum over the step's 10 tokens
+    assert aggregate(losses, mask, "token-mean", normalizer=10).item() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="token-mean"):
+        aggregate(losses, mask, "sum")
+
+
+def test_importance_weights_truncate_or_mask_by_hand():
+    behaviour = torch.zeros(1, 3)
+    learner = torch.log(torch.tensor([[0.5, 1.5, 4.0]]))  # ratios 0.5, 1.5, 4
+    mask = torch.ones(1, 3)
+    tis, stats = importance_weights(learner, behaviour, mask, "tis", cap=2.0)
+    assert tis[0].tolist() == pytest.approx([0.5, 1.5, 2.0])
+    assert stats["is_capped_fraction"] == pytest.approx(1 / 3) and stats["is_ratio_max"] == 4.0
+    mis, _ = importance_weights(learner, behaviour, mask, "mis", cap=2.0)
+    assert mis[0].tolist() == pytest.approx([0.5, 1.5, 0.0])
+    none, same = importance_weights(behaviour, behaviour, mask, "none")
+    assert none.tolist() == [[1.0, 1.0, 1.0]] and same["mismatch_kl"] == 0.0
+    # k3 of KL(behaviour ‖ learner) on the behaviour's samples: r − 1 − log r, r = π_l/π_b
+    expected = sum(r - 1 - math.log(r) for r in (0.5, 1.5, 4.0)) / 3
+    assert stats["mismatch_kl"] == pytest.approx(expected, rel=1e-5)
+    # the weights scale each token's clipped loss
+    adv = torch.ones(1, 3)
+    weighted, _ = policy_loss(learner, learner.detach(), adv, mask, 0.2, tis)
+    assert weighted.item() == pytest.approx(-(0.5 + 1.5 + 2.0) / 3)
 
 
 def test_value_loss_by_hand():

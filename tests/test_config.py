@@ -44,6 +44,11 @@ def test_invalid_type_names_field():
         load_config(None, ["data.crawl.max_pages=many"])
 
 
+def test_rl_at_temperature_zero_is_refused_with_the_reason():
+    with pytest.raises(ConfigError, match=r"rlhf.temperature.*no exploration"):
+        load_config(None, ["rlhf.temperature=0"])
+
+
 def test_missing_config_file_is_one_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")

@@ -1,11 +1,15 @@
-"""The learner actor's update: a resume continues the same optimizer, shards of any size agree."""
+"""The learner's update: a resume continues the same optimizer, shards of any size agree,
+the gradient does not depend on how a step is split, stale samples are importance-weighted."""
 
 from __future__ import annotations
 
+import os
 import random
+import socket
 
 import pytest
 import torch
+import torch.multiprocessing as mp
 from tiny_model import build_tiny_model
 
 from actors.learner import LearnerWorker, learner_actor, minibatch_count
@@ -94,3 +98,91 @@ def test_two_learners_with_uneven_shards_take_the_same_steps(ray_cluster, policy
     assert all((states[0][k] == states[1][k]).all() for k in states[0])  # DDP kept them equal
     for lrn in learners:
         ray.kill(lrn)
+
+
+# --- the same gradient however a step's samples are split ---------------------------------
+
+
+def exact(agg: str) -> RLHFConfig:
+    """One minibatch per step, no clipping: the gradient left in ``.grad`` is the step's."""
+    return RLHFConfig(algo="grpo", lr=1e-3, minibatch_size=16, kl_coef=0.05, grad_clip=0.0,
+                      loss_agg=agg)  # fmt: skip
+
+
+def grads(worker: LearnerWorker) -> torch.Tensor:
+    """The gradient of the last optimizer step (kept: zero_grad runs before each backward)."""
+    return torch.cat([p.grad.flatten() for p in worker.policy.parameters()])
+
+
+def _rank(rank: int, port: int, policy: str, shards: list, out: str, agg: str) -> None:
+    torch.set_num_threads(1)
+    worker = LearnerWorker(policy, exact(agg))
+    worker.join_group(rank, 2, ("127.0.0.1", port), timeout_s=120)
+    worker.train_step(shards[rank], minibatches=1)
+    torch.save(grads(worker), f"{out}/grad-{rank}.pt")
+    # exit at once: tearing down DDP and the gloo group at interpreter exit can deadlock (the
+    # reducer's destructor joins a gloo thread that waits for the GIL it holds)
+    os._exit(0)
+
+
+@pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-mean"])
+def test_two_learners_take_the_one_learner_gradient(policy, tmp_path, agg):
+    """8 samples of uneven lengths on 1 learner, or 5 + 3 on 2 (gloo, no Ray): one gradient.
+
+    Per-learner means averaged by DDP would weigh each of the 3-sample shard's tokens more.
+    """
+    batch = samples(8, seed=3)
+    assert len({len(x["response_ids"]) for x in batch}) > 1
+    one = LearnerWorker(policy, exact(agg))
+    one.train_step(batch, minibatches=1)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    args = (port, policy, [batch[:5], batch[5:]], str(tmp_path), agg)
+    mp.start_processes(_rank, args=args, nprocs=2, join=True, start_method="spawn")
+    two = [torch.load(tmp_path / f"grad-{r}.pt") for r in range(2)]
+    assert torch.equal(two[0], two[1])  # DDP's all-reduce
+    scale = grads(one).abs().max().item()
+    assert (two[0] - grads(one)).abs().max().item() < 1e-5 * scale
+
+
+# --- samples drawn by older weights (async mode) --------------------------------------------
+
+
+@torch.no_grad()
+def drawn_by(worker: LearnerWorker, batch: list[dict]) -> list[dict]:
+    """``batch`` as if ``worker``'s policy had sampled it now: its log-probs as behaviour."""
+    from actors.learner import pad_batch
+
+    logp, _ = worker._logprobs(worker.policy, pad_batch(batch, worker.pad_id))
+    out = []
+    for b, sample in enumerate(batch):
+        start = len(sample["prompt_ids"]) - 1
+        lp = logp[b, start : start + len(sample["response_ids"])].tolist()
+        out.append({**sample, "logprobs": lp})
+    return out
+
+
+def test_stale_samples_are_weighted_by_the_truncated_ratio(policy):
+    """Samples drawn one update ago (staleness 1): the ratio learner / behaviour is not 1 and
+    TIS caps it; on fresh samples it is 1 and nothing is capped."""
+    cfg = RLHFConfig(algo="grpo", lr=0.05, minibatch_size=16, kl_coef=0.0, tis_cap=1.05)
+    batch, other = samples(8, seed=11), samples(8, seed=12)
+    tis = LearnerWorker(policy, cfg)
+    fresh = tis.train_step(drawn_by(tis, batch))
+    assert fresh["is_ratio_mean"] == pytest.approx(1.0, abs=1e-5)
+    assert fresh["is_capped_fraction"] == 0.0 and fresh["mismatch_kl"] < 1e-8
+
+    stale = drawn_by(tis, batch)  # drawn by this version ...
+    tis.train_step(drawn_by(tis, other))  # ... then the learner moves on one update
+    off = tis.train_step(stale)
+    assert abs(off["is_ratio_mean"] - 1.0) > 1e-3 and off["mismatch_kl"] > 1e-6
+    assert off["is_ratio_max"] > cfg.tis_cap and 0 < off["is_capped_fraction"] < 1
+
+    # the weights change the update: the same steps without them end elsewhere
+    plain = LearnerWorker(policy, cfg.model_copy(update={"importance_sampling": "none"}))
+    plain.train_step(drawn_by(plain, batch))
+    stale = drawn_by(plain, batch)
+    plain.train_step(drawn_by(plain, other))
+    plain.train_step(stale)
+    assert (params(plain) - params(tis)).abs().max().item() > 1e-6

@@ -288,7 +288,7 @@ def test_replicas_scale_up_under_load_and_back_down(server: str, tmp_path: Path)
     stop, codes = threading.Event(), []
 
     def load() -> None:  # 8 long requests in flight at any time, until told to stop
-        body = {"model": "scaling", "prompt": "Once", "max_tokens": 200, "ignore_eos": True}
+        body = {"model": "scaling", "prompt": "Once", "max_tokens": 64, "ignore_eos": True}
 
         async def main() -> None:
             async with httpx.AsyncClient(timeout=120) as http:

@@ -183,6 +183,7 @@ def test_rloo_async_with_a_trained_reward_model_and_a_failing_rule(
             "rlhf.prompts_per_step=4",
             "rlhf.group_size=4",
             "rlhf.max_new_tokens=8",
+            "rlhf.temperature=0.8",
         ],
     )
     stats = rlhf.run(cfg, policy, prompts, str(out))
@@ -195,6 +196,11 @@ def test_rloo_async_with_a_trained_reward_model_and_a_failing_rule(
     assert all(math.isfinite(r["reward_mean"]) for r in rows)  # scored by the reward model
     trained = [r for r in rows if not r.get("skipped_update")]
     assert trained and all(math.isfinite(r["policy_loss"]) for r in trained)
+    # the behaviour policy is the rollout's: step 1 on-policy (learner = vLLM at T=0.8), the
+    # later ones drawn by the weights before the last update, weighted by the capped ratio
+    assert rows[0]["logprob_gap_max"] < 1e-4 and rows[0]["is_capped_fraction"] == 0
+    assert all(r["logprob_gap_max"] > 10 * rows[0]["logprob_gap_max"] for r in rows[1:])
+    assert all(r["mismatch_kl"] >= 0 and "is_ratio_mean" in r for r in trained)
 
 
 @pytest.mark.slow
@@ -206,10 +212,10 @@ def test_rollout_greedy_equals_learner_after_weight_sync(ray_cluster, policy):
     from actors.rollout import rollout_actor
 
     rollout = rollout_actor(num_cpus=0.5).remote(policy, kv_cache_mb=64)
-    learner = learner_actor(num_cpus=0.5).remote(policy, RLHFConfig(lr=0.01))
+    learner = learner_actor(num_cpus=0.5).remote(policy, RLHFConfig(lr=0.01, temperature=0.7))
     pool = RolloutPool([rollout], timeout=300)
     prompts = [[5, 17, 40, 41], [7, 8, 9]]
-    samples = ray.get(rollout.generate.remote(list(enumerate(prompts)), 4, 6))
+    samples = ray.get(rollout.generate.remote(list(enumerate(prompts)), 4, 6, temperature=0.7))
     batch = [
         {
             "prompt_ids": s.prompt_ids,
@@ -220,7 +226,10 @@ def test_rollout_greedy_equals_learner_after_weight_sync(ray_cluster, policy):
         for i, s in enumerate(samples)
     ]
     before = ray.get(learner.greedy.remote(prompts, 8))
-    for _ in range(3):
+    first = ray.get(learner.train_step.remote(batch))
+    # vLLM's log-probs of its samples at T=0.7 are the learner's (logits / T), fp32
+    assert first["logprob_gap_max"] < 1e-4 and first["is_ratio_mean"] == pytest.approx(1, abs=1e-4)
+    for _ in range(2):
         ray.get(learner.train_step.remote(batch))
     after = ray.get(learner.greedy.remote(prompts, 8))
     assert after != before  # the update changed the policy

@@ -226,6 +226,9 @@ import json, os, sys, threading, time
 temp_dir, corpus, shards, tokenizer, out = sys.argv[1:6]
 os.environ["RAY_TMPDIR"] = temp_dir  # ray.cluster_utils writes its address file in RAY_TMPDIR/ray
 os.makedirs(os.path.join(temp_dir, "ray"), exist_ok=True)
+# Ray Train restarts the group at once, while the GCS still lists the killed node's CPU: its
+# attempt at 2 workers waits out this timeout (default 60 s) before it settles for 1.
+os.environ["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = "20"
 import pyarrow.dataset as pads
 import ray
 from ray.cluster_utils import Cluster
@@ -259,8 +262,8 @@ cluster = Cluster(
     connect=True,
     head_node_args={"num_cpus": 1, "gcs_server_port": free_port(), "include_dashboard": False,
                     "temp_dir": temp_dir, "ray_client_server_port": free_port(), **ports(),
-                    "_system_config": {"health_check_period_ms": 1000,
-                                       "health_check_failure_threshold": 5}},
+                    "_system_config": {"health_check_period_ms": 200,
+                                       "health_check_failure_threshold": 3}},
 )
 node_a, node_b = cluster.add_node(num_cpus=1, **ports()), cluster.add_node(num_cpus=1, **ports())
 cluster.wait_for_nodes()

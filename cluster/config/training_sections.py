@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from cluster.config.section import Section
 
@@ -96,8 +96,12 @@ class RLHFConfig(Section):
     group_size: int = Field(4, ge=1, description="answers per prompt (GRPO/RLOO group)")
     max_new_tokens: int = Field(32, ge=1, description="answer length cap")
     max_prompt_tokens: int = Field(256, ge=1, description="longer prompts are counted, skipped")
-    temperature: float = Field(1.0, ge=0)
-    top_p: float = Field(1.0, gt=0, le=1)
+    temperature: float = Field(
+        1.0, description="rollout sampling temperature; the learner divides its logits by it too"
+    )
+    top_p: float = Field(
+        1.0, gt=0, le=1, description="nucleus sampling; < 1 makes the learner's ratios approximate"
+    )
     lr: float = Field(1e-4, gt=0, description="policy learning rate (AdamW)")
     critic_lr: float = Field(1e-4, gt=0, description="PPO value model learning rate")
     kl_coef: float = Field(0.05, ge=0, description="weight of KL(policy ‖ reference)")
@@ -106,6 +110,17 @@ class RLHFConfig(Section):
     value_clip: float = Field(0.2, gt=0)
     gamma: float = Field(1.0, ge=0, le=1, description="PPO discount")
     lam: float = Field(0.95, ge=0, le=1, description="GAE lambda")
+    loss_agg: Literal["token-mean", "seq-mean-token-sum", "seq-mean-token-mean"] = Field(
+        "token-mean",
+        description="how token losses become one: a sum over the whole step (all learners) "
+        "divided by its tokens, or by its sequences (Dr. GRPO: seq-mean-token-sum)",
+    )
+    importance_sampling: Literal["tis", "mis", "none"] = Field(
+        "tis",
+        description="correction for samples the rollout engine drew (stale weights in async "
+        "mode, other kernels): truncated (tis) or masked (mis) ratio learner / rollout",
+    )
+    tis_cap: float = Field(2.0, ge=1, description="the importance ratio's cap (tis, mis)")
     epochs: int = Field(1, ge=1, description="passes over each step's samples")
     minibatch_size: int = Field(32, ge=1, description="samples per optimizer step per learner")
     grad_clip: float = Field(1.0, ge=0)
@@ -131,6 +146,15 @@ class RLHFConfig(Section):
     checkpoint_every: int = Field(10, ge=0, description="steps between checkpoints (0: end)")
     actor_timeout_s: float = Field(600.0, gt=0, description="longest wait on any actor call")
     seed: int = 0
+
+    @field_validator("temperature")
+    @classmethod
+    def _explores(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError(
+                "must be > 0: RL learns from sampled answers (0 is greedy, no exploration)"
+            )
+        return value
 
 
 class FinetuneConfig(TrainingConfig):

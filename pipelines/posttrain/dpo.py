@@ -70,6 +70,9 @@ class DPOTask(finetune.PairTask):
         }
         return out["loss"], {"tokens": finetune.real_tokens(batch, self.pad_id), **metrics}
 
+    def loss_weight(self, batch) -> float:
+        return finetune.pair_count(batch)
+
     def evaluate(self, model, ctx: WorkerContext) -> dict[str, float]:
         """Held-out pairs and a fixed sample of training pairs: loss, margin, accuracy."""
         out: dict[str, float] = {}

@@ -152,6 +152,11 @@ def pair_batch(pairs: Sequence[PairExample], pad_id: int) -> dict[str, torch.Ten
     return collate(rows, pad_id)
 
 
+def pair_count(batch: dict[str, torch.Tensor]) -> float:
+    """Pairs in a :func:`pair_batch` (the Bradley–Terry and DPO losses are means over pairs)."""
+    return batch["input_ids"].shape[0] / 2
+
+
 # --- driver --------------------------------------------------------------------------------
 
 

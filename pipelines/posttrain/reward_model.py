@@ -66,6 +66,9 @@ class RewardTask(finetune.PairTask):
             "reward_margin": float((chosen - rejected).detach().mean()),
         }
 
+    def loss_weight(self, batch) -> float:
+        return finetune.pair_count(batch)
+
     def evaluate(self, model, ctx: WorkerContext) -> dict[str, float]:
         if not self.val_pairs:
             return {}

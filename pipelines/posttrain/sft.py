@@ -18,7 +18,7 @@ from pipelines.data import storage
 from pipelines.data.stats import StageStats
 from pipelines.posttrain import finetune
 from pipelines.posttrain.chat_data import RecordError, load_conversations
-from pipelines.posttrain.losses import lm_loss_sum
+from pipelines.posttrain.losses import IGNORE, lm_loss_sum
 from pipelines.posttrain.sft_data import (
     Example,
     Row,
@@ -63,6 +63,10 @@ class SFTTask(TrainTask):
         logits = model(**model_inputs(batch)).logits
         total, count = lm_loss_sum(logits, batch["labels"])
         return total / count.clamp(min=1), {"tokens": finetune.real_tokens(batch, self.pad_id)}
+
+    def loss_weight(self, batch) -> float:
+        """The loss is a mean over labelled (assistant) tokens: weigh by their number."""
+        return float((batch["labels"][:, 1:] != IGNORE).sum())
 
     def evaluate(self, model, ctx: WorkerContext) -> dict[str, float]:
         if not self.val_rows:

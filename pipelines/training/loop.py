@@ -14,6 +14,7 @@ The task protocol (subclass :class:`TrainTask`, override what you need)::
         def initial_position(self) -> dict               # JSON-able data position
         def batches(self, ctx, position) -> Iterator[(batch, position_after)]
         def compute_loss(self, model, batch, ctx) -> (loss, {"tokens": n, ...})
+        def loss_weight(self, batch) -> float                      # what the mean is over
         def evaluate(self, model, ctx) -> {"val_loss": x, ...}     # optional
         def flops_per_token(self, model_config) -> float           # optional, for MFU
         def export(self, model, directory, ctx) -> None             # optional, rank 0 only
@@ -27,6 +28,9 @@ Rules a task follows:
 - ``compute_loss`` gets the wrapped model (DDP/FSDP: call it, don't reach into it) and
   returns the mean loss of the micro-batch plus float metrics; ``tokens`` (trained tokens in
   the batch) feeds tokens/s and MFU. Other metrics are averaged over ranks and logged.
+- ``loss_weight(batch)`` is the count that mean is taken over (target tokens, pairs): each
+  micro-batch's loss weighs by its share of the whole optimizer step's count, over every
+  micro-batch and rank, so a step's gradient does not depend on how its data is split.
 - Frozen helpers (e.g. DPO's reference model) are built by the task itself inside
   ``build_model`` and kept on ``self`` (``ctx.device`` says where); only the returned
   module is optimized, checkpointed and exported.
@@ -106,6 +110,10 @@ class TrainTask:
         self, model: nn.Module, batch: Batch, ctx: WorkerContext
     ) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError
+
+    def loss_weight(self, batch: Batch) -> float:
+        """Default: every micro-batch weighs the same (right when all have equal counts)."""
+        return 1.0
 
     def evaluate(self, model: nn.Module, ctx: WorkerContext) -> dict[str, float]:
         return {}
@@ -211,17 +219,11 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
 
     while state["step"] < cfg.max_steps:
         started = time.perf_counter()
-        losses, extra, tokens = [], {}, 0
-        for micro in range(cfg.grad_accum):
+        micro_batches = []
+        for _ in range(cfg.grad_accum):
             batch, state["position"] = next(batches)
-            batch = {k: v.to(ctx.device, non_blocking=True) for k, v in batch.items()}
-            with _no_sync(model, cfg, last=micro == cfg.grad_accum - 1), _autocast(cfg, ctx):
-                loss, batch_metrics = task.compute_loss(model, batch, ctx)
-                (loss / cfg.grad_accum).backward()
-            losses.append(float(loss.detach()))
-            tokens += int(batch_metrics.pop("tokens", 0))
-            for key, value in batch_metrics.items():
-                extra[key] = extra.get(key, 0.0) + float(value) / cfg.grad_accum
+            micro_batches.append(batch)
+        loss, tokens, extra = accumulate(task, model, micro_batches, ctx)
         grad_norm = _clip(raw_model, cfg.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -229,7 +231,7 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
         scheduler.step()
         state["step"] += 1
         seconds = time.perf_counter() - started
-        window.add(sum(losses) / len(losses), tokens, seconds, extra)
+        window.add(loss, tokens, seconds, extra)
         state["seconds"] += seconds
 
         evaluate = _should(state["step"], cfg.eval_every, cfg.max_steps)
@@ -245,6 +247,32 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
             _save_and_report(raw_model, optimizer, scheduler, state, ctx, task)
 
     _export(raw_model, task, ctx, state)
+
+
+def accumulate(
+    task: TrainTask, model: nn.Module, micro_batches: list[Batch], ctx: WorkerContext
+) -> tuple[float, int, dict[str, float]]:
+    """Forward and backward of one optimizer step's micro-batches (gradients accumulate).
+
+    Micro-batch ``i``'s mean loss is scaled by ``w_i · world / W``, where ``w_i`` is its
+    :meth:`TrainTask.loss_weight` and ``W`` the sum over the step's micro-batches on all ranks
+    (one all-reduce): after DDP/FSDP average over ranks, the gradient is that of the step's
+    global mean. Returns this rank's weighted mean loss, its tokens and its metrics.
+    """
+    cfg = ctx.config
+    weights = [float(task.loss_weight(b)) for b in micro_batches]
+    total = ctx.all_sum({"weight": sum(weights)})["weight"]
+    loss_sum, tokens, extra = 0.0, 0, {}
+    for micro, (batch, weight) in enumerate(zip(micro_batches, weights, strict=True)):
+        batch = {k: v.to(ctx.device, non_blocking=True) for k, v in batch.items()}
+        with _no_sync(model, cfg, last=micro == len(micro_batches) - 1), _autocast(cfg, ctx):
+            loss, batch_metrics = task.compute_loss(model, batch, ctx)
+            (loss * (weight * ctx.world_size / max(total, 1e-12))).backward()
+        loss_sum += float(loss.detach()) * weight
+        tokens += int(batch_metrics.pop("tokens", 0))
+        for key, value in batch_metrics.items():
+            extra[key] = extra.get(key, 0.0) + float(value) / len(micro_batches)
+    return loss_sum / max(sum(weights), 1e-12), tokens, extra
 
 
 def _evaluate(model: nn.Module, task: TrainTask, cfg: Any, ctx: WorkerContext) -> dict[str, float]:
