@@ -204,6 +204,7 @@ def deployment_options(cfg: ServeConfig) -> dict[str, Any]:
             "target_ongoing_requests": cfg.target_ongoing_requests,
             "upscale_delay_s": cfg.upscale_delay_s,
             "downscale_delay_s": cfg.downscale_delay_s,
+            "look_back_period_s": cfg.look_back_period_s,
         },
         "max_ongoing_requests": cfg.max_ongoing_requests,
         "ray_actor_options": {"num_cpus": cfg.num_cpus, "num_gpus": cfg.num_gpus},

@@ -279,6 +279,7 @@ def test_replicas_scale_up_under_load_and_back_down(server: str, tmp_path: Path)
         "target_ongoing_requests": 2,
         "upscale_delay_s": 1,
         "downscale_delay_s": 2,
+        "look_back_period_s": 4,  # Serve's 30 s average would hold both changes back
         "num_cpus": 0.25,
         "kv_cache_mb": 32,
         "max_model_len": MAX_MODEL_LEN,
@@ -329,6 +330,7 @@ def test_build_app_takes_autoscaling_from_the_config(tmp_path: Path) -> None:
         "target_ongoing_requests": 5,
         "upscale_delay_s": 2,
         "downscale_delay_s": 20,
+        "look_back_period_s": 7,
         "num_cpus": 0.5,
     }
     (tmp_path / "config.json").write_text("{}")
@@ -338,6 +340,7 @@ def test_build_app_takes_autoscaling_from_the_config(tmp_path: Path) -> None:
     assert (autoscaling.min_replicas, autoscaling.max_replicas) == (0, 3)
     assert autoscaling.target_ongoing_requests == 5 and autoscaling.initial_replicas == 1
     assert (autoscaling.upscale_delay_s, autoscaling.downscale_delay_s) == (2, 20)
+    assert autoscaling.look_back_period_s == 7
     with pytest.raises(ConfigError):
         openai_app.build_app({"model": str(tmp_path), "min_replicas": 4, "max_replicas": 2})
     with pytest.raises(ConfigError):

@@ -101,6 +101,9 @@ class ServeConfig(Section):
     downscale_delay_s: float = Field(
         600, ge=0, description="seconds the load must stay below target before one is removed"
     )
+    look_back_period_s: float = Field(
+        30, gt=1, description="window over which the requests in flight are averaged to scale"
+    )
     max_ongoing_requests: int = Field(
         256, ge=1, description="requests a replica takes at once (its engine batches them)"
     )
