@@ -105,7 +105,8 @@ class ActorGroup:
         self.weight_spec = self._get(self.learners[0].weight_spec.remote(), "learner 0")
         self.group_restarts = self.pool.restarts
 
-    def score(self, prompts: list[str], responses: list[str]) -> dict[str, Any]:
+    def score(self, prompts: list[Any], responses: list[str]) -> dict[str, Any]:
+        """Prompt rows (or strings) and their answers → the reward actor's scores."""
         return self._get(self.reward.score.remote(prompts, responses), "reward actor")
 
     def train(self, batch: list[dict[str, Any]]) -> list[dict[str, float]]:

@@ -63,9 +63,14 @@ def test_prompts_are_read_encoded_and_drawn_deterministically(tmp_path, policy):
         {"prompt": "   "},
         {"prompt": "long " * 200},
     ]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    turns = [("user", "What is json?"), ("assistant", "A module."), ("user", "And csv?")]
+    chat = [{"role": r, "content": c} for r, c in [*turns, ("assistant", "reference")]]
+    path.write_text("".join(json.dumps(r) + "\n" for r in [*rows, {"messages": chat}]))
     loaded = read_prompts(str(path))
     assert loaded[1]["prompt"] == "hi there" and loaded[1]["answer"] == 3
+    # a multi-turn prompt keeps the conversation so far, without its trailing answer
+    assert loaded[4]["messages"] == chat[:3] and loaded[4]["prompt"] == "And csv?"
+    loaded = loaded[:4]
     encoded, skipped = encode_prompts(loaded, AutoTokenizer.from_pretrained(policy), 48)
     assert [bool(ids) for ids in encoded] == [True, True, False, False]
     assert skipped == {"empty_prompt": 1, "prompt_too_long": 1}

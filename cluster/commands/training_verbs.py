@@ -66,7 +66,10 @@ def _rlhf_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", required=True, metavar="RUNDIR", help="run directory")
     p.add_argument("--reward-model", metavar="DIR", help="sequence-classification model")
     p.add_argument(
-        "--reward-fn", action="append", metavar="MODULE:FUNCTION", help="rule f(prompt, response)"
+        "--reward-fn",
+        action="append",
+        metavar="MODULE:FUNCTION",
+        help="rule f(prompt, response, **fields): fields it names come from the prompt row",
     )
     p.add_argument("--algo", choices=["grpo", "ppo", "rloo"], help="advantage estimator")
     p.add_argument("--steps", type=int, help="RL steps")

@@ -37,8 +37,10 @@ def read_prompts(uri: str) -> list[dict[str, Any]]:
 def normalize_prompt(row: dict[str, Any], where: str) -> dict[str, Any]:
     """Give every row both ``messages`` (for the chat template) and ``prompt`` (for rules)."""
     if isinstance(row.get("messages"), list) and row["messages"]:
-        messages = [m for m in row["messages"] if m.get("role") != "assistant"]
-        if not messages:
+        messages = list(row["messages"])
+        while messages and messages[-1].get("role") == "assistant":  # a reference answer
+            messages.pop()  # earlier assistant turns stay: they are the conversation so far
+        if not any(m.get("role") == "user" for m in messages):
             raise InputError(f"{where}: messages hold no user turn")
         prompt = row.get("prompt") or messages[-1].get("content", "")
     elif isinstance(row.get("prompt"), str):

@@ -163,8 +163,8 @@ class RLHFLoop:
         """Score, train and sync one step's samples; ``before_sync()`` runs just before the sync."""
         cfg = self.cfg
         started = time.perf_counter()
-        texts = [self.rows[s.prompt_index]["prompt"] for s in samples]
-        scored = self.actors.score(texts, [s.text for s in samples])
+        rows = [self.rows[s.prompt_index] for s in samples]  # the whole row: messages, fields
+        scored = self.actors.score(rows, [s.text for s in samples])
         times["score"] = time.perf_counter() - started
         self.errors.update(scored["errors"])
         keep = [i for i, v in enumerate(scored["scores"]) if not math.isnan(v)]
