@@ -139,8 +139,9 @@ class LearnerWorker:
         if self.world > 1:
             import torch.distributed as dist
 
+            counts = counts.to(self.device)  # NCCL reduces device tensors only
             dist.all_reduce(counts)  # every learner calls it once per step: no rank waits
-        return counts
+        return counts.cpu()
 
     def train_step(
         self, samples: list[dict[str, Any]], minibatches: int | None = None
