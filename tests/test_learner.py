@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import os
 import random
+import socket
 
 import pytest
 import torch
 import torch.multiprocessing as mp
-from conftest import free_port
 from tiny_model import build_tiny_model
 
 from actors.learner import LearnerWorker, learner_actor, minibatch_count
@@ -135,7 +135,9 @@ def test_two_learners_take_the_one_learner_gradient(policy, tmp_path, agg):
     assert len({len(x["response_ids"]) for x in batch}) > 1
     one = LearnerWorker(policy, exact(agg))
     one.train_step(batch, minibatches=1)
-    port = free_port()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     args = (port, policy, [batch[:5], batch[5:]], str(tmp_path), agg)
     mp.start_processes(_rank, args=args, nprocs=2, join=True, start_method="spawn")
     two = [torch.load(tmp_path / f"grad-{r}.pt") for r in range(2)]

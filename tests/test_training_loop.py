@@ -7,13 +7,13 @@ counted rows, as SFT's micro-batches have different numbers of assistant tokens.
 from __future__ import annotations
 
 import os
+import socket
 from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.multiprocessing as mp
-from conftest import free_port
 from torch import nn
 
 from pipelines.training.loop import TrainTask, WorkerContext, accumulate
@@ -100,7 +100,9 @@ def _rank(rank: int, port: int, out: str) -> None:
 
 def test_two_workers_give_the_one_worker_gradient(tmp_path):
     whole, _, _ = step_gradient(data(), 1, context())
-    port = free_port()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     mp.start_processes(_rank, args=(port, str(tmp_path)), nprocs=2, join=True, start_method="spawn")
     for rank in range(2):
         assert torch.allclose(torch.load(tmp_path / f"grad-{rank}.pt"), whole, rtol=1e-5, atol=1e-7)
