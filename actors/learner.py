@@ -172,7 +172,7 @@ class LearnerWorker:
                 start = len(sample["prompt_ids"]) - 1
                 lp = torch.tensor(sample["logprobs"], dtype=old_logp.dtype)
                 rollout_logp[b, start : start + len(lp)] = lp.to(self.device)
-            gap = (old_logp - rollout_logp).abs() * mask
+            gap = (old_logp - rollout_logp).abs()
             is_weights, is_stats = alg.importance_weights(
                 old_logp, rollout_logp, mask, s.importance_sampling, s.tis_cap
             )
@@ -226,8 +226,8 @@ class LearnerWorker:
                 for key, value in step.items() if weight else ():
                     _append(metrics, key, float(value))
         result = {k: float(np.mean(v)) for k, v in metrics.items()}
-        result["logprob_gap_vs_rollout"] = float(gap.sum() / mask.sum().clamp(min=1.0))
-        result["logprob_gap_max"] = float(gap.max())
+        result["logprob_gap_vs_rollout"] = float(alg.masked_mean(gap, mask))
+        result["logprob_gap_max"] = float((gap * mask).max())
         result.update(is_stats)
         result["train_seconds"] = time.perf_counter() - started
         return result
