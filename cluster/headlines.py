@@ -122,6 +122,10 @@ def reward(stats: Stats) -> str:
     )
 
 
+def judge(stats: Stats) -> str:
+    return str(stats["skipped"]) if stats.get("skipped") else reward(stats)
+
+
 def rlhf(stats: Stats) -> str:
     return (
         f"reward {_n(stats.get('reward_first'))} → {_n(stats.get('reward_last'))} over "
@@ -129,21 +133,51 @@ def rlhf(stats: Stats) -> str:
     )
 
 
-def rlhf_verdict(comparison: Stats) -> str | None:
-    """The plain sentence a reader needs when RLHF did not beat SFT on held-out prompts."""
-    policy, baseline = comparison.get("reward_policy"), comparison.get("reward_baseline")
-    if policy is None or baseline is None or policy > baseline:
+def rlhf_verdict(stats: Stats) -> str | None:
+    """The plain sentence a reader needs unless every independent judge's 95% interval of
+    RLHF's held-out win rate over SFT lies above 0.5."""
+    judges = [j for j in stats.get("judges", []) if j.get("independent")]
+    if not judges:
+        return "no independent judge: the only one is the reward RLHF trained against"
+    intervals = {j["name"]: _interval(j.get("win_rate_ci95")) for j in judges}
+    wins = [n for n, (low, _) in intervals.items() if low is not None and low > 0.5]
+    losses = [n for n, (_, high) in intervals.items() if high is not None and high < 0.5]
+    if len(wins) == len(judges):
         return None
+    if wins and losses:
+        return (
+            f"the independent judges disagree: {', '.join(wins)} prefers RLHF, "
+            f"{', '.join(losses)} prefers SFT — the policy learned what pleases reward "
+            "models more than what the other judge rewards (reward over-optimization)"
+        )
+    if len(losses) == len(judges):
+        return "RLHF lost to SFT on held-out prompts by every independent judge"
+    unclear = [n for n in intervals if n not in wins and n not in losses]
     return (
-        "RLHF did not beat SFT on held-out prompts: with a weak reward model and a few GRPO "
-        "steps on a tiny model, the update is within noise (more steps and data would be needed)"
+        f"RLHF is not distinguishable from SFT by {', '.join(unclear or losses)} on held-out "
+        "prompts: with a weak reward model and a few steps on a tiny model, the update is "
+        "within noise"
     )
 
 
+def _interval(value: Any) -> tuple[float | None, float | None]:
+    """The ``"low–high"`` text of the eval summary, or a ``[low, high]`` list."""
+    if isinstance(value, str) and "–" in value:
+        value = value.split("–")
+    if isinstance(value, list | tuple) and len(value) == 2:
+        return float(value[0]), float(value[1])
+    return None, None
+
+
 def evaluate(stats: Stats) -> str:
+    rates = [
+        f"{j['name']}{'' if j.get('independent') else ' (not independent)'} "
+        f"{_n(j.get('win_rate'))} ({j.get('win_rate_ci95')})"
+        for j in stats.get("judges", [])
+    ]
     line = (
-        f"held-out prompts: RLHF {_n(stats.get('reward_policy'))} vs SFT "
-        f"{_n(stats.get('reward_baseline'))} mean reward, win rate {_n(stats.get('win_rate'))}"
+        f"{_n(_counts(stats).get('prompts'))} held-out prompts, RLHF vs SFT win rate "
+        f"(95% CI) by {', '.join(rates) or '?'}"
     )
     verdict = rlhf_verdict(stats)
     return f"{line}; {verdict}" if verdict else line
@@ -169,6 +203,7 @@ HEADLINES: dict[str, Callable[[Stats], str]] = {
     "conversations": conversations,
     "sft": sft,
     "reward": reward,
+    "judge": judge,
     "rlhf": rlhf,
     "eval": evaluate,
     "serve": serve,

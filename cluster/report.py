@@ -137,12 +137,26 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def examples_table(examples: list[dict[str, Any]]) -> str:
-    head = "<tr><th>prompt</th><th>before (SFT)</th><th>after (RLHF)</th></tr>"
+def examples_table(examples: list[dict[str, Any]], judges: list[str]) -> str:
+    """Answers before and after RLHF, side by side, with each judge's two scores."""
+    head = (
+        "<tr><th>prompt</th><th>before (SFT)</th><th>after (RLHF)</th>"
+        + "".join(f"<th>{html.escape(j)}: SFT → RLHF</th>" for j in judges)
+        + "</tr>"
+    )
     body = "".join(
         "<tr>"
         + "".join(
             f"<td>{html.escape(str(ex.get(k, '')))}</td>" for k in ("prompt", "baseline", "policy")
+        )
+        + "".join(
+            "<td>{} → {}</td>".format(
+                *(
+                    _fmt(ex.get("scores", {}).get(j, {}).get(side))
+                    for side in ("baseline", "policy")
+                )
+            )
+            for j in judges
         )
         + "</tr>"
         for ex in examples[:8]
@@ -185,26 +199,52 @@ def stage_section(name: str, stage_dir: Path) -> str:
     if name == "tokenize":
         parts.append(mixture(stage_dir))
     if name == "eval":
-        result = _json(stage_dir / "eval.json") or {}
-        comparison = result.get("rlhf_vs_sft", {})
-        parts.append(
-            _table(
-                [
-                    ("held-out perplexity (pretrain)", result.get("pretrain", {}).get("val_ppl")),
-                    ("reward model accuracy (held-out pairs)", result.get("reward_model_accuracy")),
-                    ("reward of SFT answers", comparison.get("reward_baseline")),
-                    ("reward of RLHF answers", comparison.get("reward_policy")),
-                    ("RLHF win rate vs SFT (reward model judge)", comparison.get("win_rate")),
-                ]
-            )
-        )
-        verdict = rlhf_verdict(comparison)
-        if verdict:
-            parts.append(f"<p><strong>{html.escape(verdict)}.</strong></p>")
-        parts.append(examples_table(comparison.get("examples", [])))
+        parts.append(eval_section(_json(stage_dir / "eval.json") or {}, stats))
     if name == "serve" and stats.get("reply") is not None:
         parts.append(f"<p>Served reply: <q>{html.escape(str(stats['reply']))}</q></p>")
     return "\n".join(p for p in parts if p)
+
+
+def eval_section(result: dict[str, Any], stats: dict[str, Any]) -> str:
+    """Perplexity, reward-model accuracy, then one row per judge of RLHF vs SFT on the
+    held-out prompts (which judge the policy trained against is said), and the answers."""
+    comparison = result.get("rlhf_vs_sft", {})
+    judges = comparison.get("judges", {})
+    parts = [
+        _table(
+            [
+                ("held-out perplexity (pretrain)", result.get("pretrain", {}).get("val_ppl")),
+                ("reward model accuracy (held-out pairs)", result.get("reward_model_accuracy")),
+                ("held-out prompts (never trained on)", comparison.get("prompts")),
+            ]
+        )
+    ]
+    rows = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(str(cell))}</td>"
+            for cell in (
+                verdict["label"],
+                "yes" if verdict["independent"] else "no: the policy trained against it",
+                _fmt(verdict["reward_baseline"]),
+                _fmt(verdict["reward_policy"]),
+                _fmt(verdict["win_rate"]),
+                "{}–{}".format(*(_fmt(x) for x in verdict["win_rate_ci95"])),
+            )
+        )
+        + "</tr>"
+        for verdict in judges.values()
+    )
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in ("judge", "independent", "SFT reward", "RLHF reward", "RLHF win rate", "95% CI")
+    )
+    parts.append(f"<table><tr>{head}</tr>{rows}</table>")
+    verdict = rlhf_verdict(stats)
+    if verdict:
+        parts.append(f"<p><strong>{html.escape(verdict)}.</strong></p>")
+    parts.append(examples_table(comparison.get("examples", []), list(judges)))
+    return "\n".join(parts)
 
 
 STYLE = """

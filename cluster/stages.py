@@ -115,13 +115,39 @@ def _sft(cfg: NatalConfig, root: Path) -> dict[str, Any]:
     return sft.run(cfg, model=model, data=data, output=str(root / "sft"))
 
 
+def _preference_split(cfg: NatalConfig, held: bool) -> Any:
+    from pipelines.posttrain.finetune import PromptSplit
+
+    fraction = cfg.lifecycle.judge_fraction
+    return PromptSplit(fraction, cfg.lifecycle.seed, held) if fraction > 0 else None
+
+
 def _reward(cfg: NatalConfig, root: Path) -> dict[str, Any]:
+    """The reward model RLHF trains against, on the preference prompts the judge leaves."""
     from pipelines.posttrain import reward_model
 
     data = _data(cfg.lifecycle.preference_data, root, "preferences.jsonl")
     return reward_model.run(
-        cfg, model=str(root / "sft" / "final"), data=data, output=str(root / "reward")
+        cfg,
+        model=str(root / "sft" / "final"),
+        data=data,
+        output=str(root / "reward"),
+        split=_preference_split(cfg, held=False),
     )
+
+
+def _judge(cfg: NatalConfig, root: Path) -> dict[str, Any]:
+    """An independent judge for natal eval: a reward model of the other preference prompts."""
+    from pipelines.posttrain import reward_model
+
+    split = _preference_split(cfg, held=True)
+    if split is None:
+        return {"stage": "judge", "skipped": "lifecycle.judge_fraction is 0: no judge model"}
+    data = _data(cfg.lifecycle.preference_data, root, "preferences.jsonl")
+    stats = reward_model.run(
+        cfg, model=str(root / "sft" / "final"), data=data, output=str(root / "judge"), split=split
+    )
+    return {**stats, "stage": "judge"}
 
 
 def _prompts(cfg: NatalConfig, root: Path) -> str:
@@ -141,7 +167,7 @@ def _rlhf(cfg: NatalConfig, root: Path) -> dict[str, Any]:
 def _eval(cfg: NatalConfig, root: Path) -> dict[str, Any]:
     from pipelines.rl import evaluate
 
-    return evaluate.run_lifecycle_eval(cfg, root, _prompts(cfg, root))
+    return evaluate.run_lifecycle_eval(cfg, root, evaluate.heldout_prompts(root))
 
 
 def _serve(cfg: NatalConfig, root: Path) -> dict[str, Any]:
@@ -166,8 +192,15 @@ STAGES: list[Stage] = [
     Stage(DERIVED, ("lifecycle",), ("dedup",), _conversations, "SFT, preference, prompt JSONL"),
     Stage("sft", ("sft", "lifecycle"), ("pretrain", DERIVED), _sft, "final/ chat model"),
     Stage("reward", ("reward", "lifecycle"), ("sft", DERIVED), _reward, "final/ reward model"),
+    Stage("judge", ("reward", "lifecycle"), ("sft", DERIVED), _judge, "final/ eval's judge"),
     Stage("rlhf", ("rlhf", "lifecycle"), ("sft", "reward", DERIVED), _rlhf, "final/ policy"),
-    Stage("eval", ("lifecycle",), ("rlhf", "reward", "pretrain"), _eval, "eval.json"),
+    Stage(
+        "eval",
+        ("lifecycle",),
+        ("rlhf", "sft", "reward", "judge", "pretrain"),
+        _eval,
+        "eval.json: held-out win rates",
+    ),
     Stage("serve", ("serve", "lifecycle"), ("rlhf",), _serve, "one chat request answered"),
     Stage("report", (), ("eval", "serve"), _report, "report.html"),
 ]

@@ -49,6 +49,12 @@ def test_rl_at_temperature_zero_is_refused_with_the_reason():
         load_config(None, ["rlhf.temperature=0"])
 
 
+def test_holding_out_every_prompt_or_preference_is_refused_up_front():
+    for field in ("rlhf.heldout_fraction", "lifecycle.judge_fraction"):
+        with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+            load_config(None, [f"{field}=1"])
+
+
 def test_missing_config_file_is_one_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")

@@ -41,6 +41,9 @@ def test_judge_prefers_the_asked_modules_docs():
         assert row["responses"][0] == item["answer"]  # its own docs ranked first
         assert len(row["responses"]) == len(set(row["responses"])) >= 2
         assert "stands in for human raters" in row["rater"]
+    # the same judgement as a reward rule of a prompt row's reference answer
+    assert derive.rater_score("q", reference, answer=reference) == 1.0
+    assert derive.rater_score("q", "json encoder", answer=reference) == 0.0
 
 
 def test_split_and_rows_cover_every_item_once():

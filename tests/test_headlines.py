@@ -37,11 +37,32 @@ def test_training_stages_show_the_held_out_figure_before_and_after():
     assert "val perplexity 4,100 → 325" in line
 
 
-def test_eval_says_plainly_when_rlhf_did_not_beat_sft():
-    better = {"reward_policy": 2.3, "reward_baseline": 2.0, "win_rate": 0.9}
-    assert headline("eval", better).endswith("win rate 0.9")
-    worse = {"reward_policy": -0.58, "reward_baseline": -0.37, "win_rate": 0.33}
-    assert "RLHF did not beat SFT" in headline("eval", worse)
+def test_eval_names_each_judge_and_says_plainly_when_rlhf_did_not_clearly_beat_sft():
+    def judge(name, rate, interval, independent=True):
+        return {
+            "name": name,
+            "independent": independent,
+            "win_rate": rate,
+            "win_rate_ci95": interval,
+        }
+
+    trained = judge("training_reward", 1.0, "1.00–1.00", independent=False)
+    stats = {"counts": {"prompts": 16}, "judges": [trained, judge("judge_rule", 0.81, "0.62–0.97")]}
+    line = headline("eval", stats)
+    assert line == (
+        "16 held-out prompts, RLHF vs SFT win rate (95% CI) by training_reward (not "
+        "independent) 1 (1.00–1.00), judge_rule 0.81 (0.62–0.97)"
+    )  # the interval is above 0.5: nothing to warn about
+    noise = {**stats, "judges": [trained, judge("judge_rule", 0.56, "0.31–0.78")]}
+    assert "RLHF is not distinguishable from SFT by judge_rule" in headline("eval", noise)
+    worse = {**stats, "judges": [trained, judge("judge_rule", 0.2, "0.05–0.41")]}
+    assert "RLHF lost to SFT on held-out prompts by every independent judge" in headline(
+        "eval", worse
+    )
+    split = {**stats, "judges": [judge("judge_model", 0.94, "0.81–1.00"), worse["judges"][1]]}
+    assert "disagree: judge_model prefers RLHF, judge_rule prefers SFT" in headline("eval", split)
+    alone = {**stats, "judges": [trained]}
+    assert "no independent judge" in headline("eval", alone)
 
 
 def test_a_missing_figure_shows_as_unknown_not_a_crash():

@@ -32,15 +32,37 @@ def make_run(root):
     stage("pretrain", {"counts": {}}, seconds=60)
     rows = [{"step": s, "loss": 5.0 - s / 10, "val_loss": 5.1 - s / 10} for s in range(1, 6)]
     (root / "pretrain" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    stage("eval", {"counts": {"prompts": 1}})
+    judges = [{"name": "judge_rule", "independent": True, "win_rate_ci95": "0.20–0.45"}]
+    stage("eval", {"counts": {"prompts": 1}, "judges": judges})
+    verdict = {"reward_policy": -0.5, "reward_baseline": -0.25, "win_rate": 0.25}
     result = {
         "pretrain": {"val_ppl": 42.0},
         "reward_model_accuracy": 0.8,
         "rlhf_vs_sft": {
-            "win_rate": 0.25,
-            "reward_policy": -0.5,
-            "reward_baseline": -0.25,
-            "examples": [{"prompt": "p", "baseline": "<script>alert(1)</script>", "policy": "ok"}],
+            "prompts": 1,
+            "judges": {
+                "training_reward": {
+                    **verdict,
+                    "label": "the reward RLHF trained against (not independent)",
+                    "independent": False,
+                    "win_rate_ci95": [0.1, 0.45],
+                },
+                "judge_rule": {
+                    **verdict,
+                    "label": "judge rule demo:rule",
+                    "independent": True,
+                    "win_rate": 0.375,
+                    "win_rate_ci95": [0.2, 0.45],
+                },
+            },
+            "examples": [
+                {
+                    "prompt": "p",
+                    "baseline": "<script>alert(1)</script>",
+                    "policy": "ok",
+                    "scores": {"judge_rule": {"baseline": 0.125, "policy": 0.75}},
+                }
+            ],
         },
     }
     (root / "eval" / "eval.json").write_text(json.dumps(result))
@@ -55,7 +77,11 @@ def test_report_has_every_stage_plots_and_escapes_text(tmp_path):
     # time per stage + removals + cluster sizes + the loss curve: at least four plots inline
     assert page.count("data:image/png;base64,") >= 4
     assert "0.25" in page and "42" in page
-    assert "RLHF did not beat SFT" in page  # said plainly, not left for the reader to spot
+    assert "RLHF lost to SFT" in page  # said plainly, not left for the reader to spot
+    # one row per judge, saying which one the policy trained against, with its interval
+    assert "judge rule demo:rule</td><td>yes</td>" in page and "0.375</td><td>0.2–0.45" in page
+    assert "(not independent)</td><td>no: the policy trained against it" in page
+    assert "<td>0.125 → 0.75</td>" in page  # each judge's scores beside the answers
     assert "<script>alert(1)</script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
 

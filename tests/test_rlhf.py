@@ -12,7 +12,13 @@ from tiny_model import build_tiny_model
 from cluster.config import RLHFConfig, load_config
 from cluster.config.errors import InputError
 from pipelines.rl import rlhf
-from pipelines.rl.prompts import PromptCursor, encode_prompts, read_prompts
+from pipelines.rl.prompts import (
+    PromptCursor,
+    encode_prompts,
+    read_prompts,
+    split_heldout,
+    write_prompts,
+)
 
 # Every actor of these runs asks for half a CPU, so rollout + learner + reward fit on 2 cores.
 SMALL = [
@@ -94,6 +100,24 @@ def test_bad_prompt_files_are_clear_errors(tmp_path):
         PromptCursor([], seed=0)
 
 
+def test_held_out_prompts_are_a_seeded_disjoint_part_and_never_all(tmp_path):
+    user = [{"role": "user", "content": "p"}]
+    rows = [{"prompt": "p", "messages": user, "answer": i} for i in range(10)]
+    train, held = split_heldout(rows, 0.3, seed=4)
+    assert len(held) == 3 and len(train) == 7
+    assert sorted(r["answer"] for r in train + held) == list(range(10))  # disjoint, complete
+    assert split_heldout(rows, 0.3, seed=4) == (train, held)  # a resume splits the same way
+    assert split_heldout(rows, 0.3, seed=5)[1] != held
+    assert len(split_heldout(rows, 0.01, seed=0)[1]) == 1  # a fraction > 0 holds one out
+    assert split_heldout(rows, 0.0, seed=0) == (rows, [])
+    write_prompts(str(tmp_path / "held.jsonl"), held)
+    assert read_prompts(str(tmp_path / "held.jsonl")) == held  # what natal eval reads back
+    with pytest.raises(InputError, match=r"heldout_fraction=0.5 holds out all 1 prompts"):
+        split_heldout(rows[:1], 0.5, seed=0)
+    with pytest.raises(InputError, match="none left to train on"):
+        split_heldout(rows, 0.96, seed=0)
+
+
 @pytest.mark.slow
 def test_grpo_learns_a_verifiable_task_and_resumes(ray_cluster, policy, prompts, tmp_path):
     out = tmp_path / "grpo"
@@ -107,10 +131,15 @@ def test_grpo_learns_a_verifiable_task_and_resumes(ray_cluster, policy, prompts,
         "rlhf.kl_coef=0.0",
         "rlhf.checkpoint_every=4",
     ]
-    first = rlhf.run(load_config(None, overrides + ["rlhf.steps=8"]), policy, prompts, str(out))
+    cfg = load_config(None, overrides + ["rlhf.steps=8", "rlhf.heldout_fraction=0.25"])
+    first = rlhf.run(cfg, policy, prompts, str(out))
     assert first["counts"]["steps"] == 8
+    # 3 of the 12 prompts are held out, never trained on, and written for natal eval
+    assert (first["counts"]["prompts"], first["counts"]["heldout_prompts"]) == (9, 3)
+    assert len(read_prompts(first["heldout"])) == 3
     assert (out / "checkpoints" / "step_8" / "state.json").exists()
-    stats = rlhf.run(load_config(None, overrides + ["rlhf.steps=16"]), policy, prompts, str(out))
+    cfg = load_config(None, overrides + ["rlhf.steps=16", "rlhf.heldout_fraction=0.25"])
+    stats = rlhf.run(cfg, policy, prompts, str(out))
     rows = metrics(out)
     assert [r["step"] for r in rows] == list(range(1, 17))  # resumed at 9, nothing repeated
     early = sum(r["reward_mean"] for r in rows[:4]) / 4

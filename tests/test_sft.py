@@ -11,6 +11,7 @@ from tiny_chat import build_chat_model
 from cluster import cli
 from cluster.commands.training_verbs import CHAT_FORMATS, PAIR_FORMATS
 from cluster.config import load_config
+from cluster.config.errors import InputError
 from pipelines.posttrain import finetune, sft
 from pipelines.posttrain.chat_data import CHAT_ADAPTERS
 from pipelines.posttrain.preference_data import PREFERENCE_ADAPTERS
@@ -52,6 +53,19 @@ def test_holdout_and_stream_positions_are_global():
     assert next(resumed)[0] == seen[4:8]
     chunks = list(finetune.eval_chunks(list(range(7)), 2, rank=1, world=2, max_chunks=5))
     assert chunks == [[1, 3], [5]]
+
+
+def test_prompt_split_puts_every_pair_of_a_prompt_on_one_side():
+    from pipelines.posttrain.preference_data import make_pair
+
+    pairs = [make_pair([turn("user", f"q{i % 10}")], f"good {i}", f"bad {i}") for i in range(40)]
+    rest = finetune.PromptSplit(0.3, seed=1, held=False).take(pairs)
+    held = finetune.PromptSplit(0.3, seed=1, held=True).take(pairs)
+    assert sorted(rest + held, key=pairs.index) == pairs  # two sides, all of the pairs
+    assert {p.prompt for p in rest}.isdisjoint({p.prompt for p in held})
+    assert len({p.prompt for p in held}) == 3 and len(held) == 12
+    with pytest.raises(InputError, match="judge_fraction=0.3: 1 preference prompts leave none"):
+        finetune.PromptSplit(0.3, seed=1, held=True).take(pairs[:1])
 
 
 def test_missing_data_is_one_line_error(chat_model, tmp_path, capsys):

@@ -51,6 +51,7 @@ WRITES = {  # what each fake leaves in its output directory: what the next stage
     "sft": "final/config.json",
     "reward": "final/config.json",
     "rlhf": "final/config.json",
+    "judge": "final/config.json",
 }
 EXPECTED_READS = {  # argument → path under RUNDIR, for the default (demo) config
     "ingest": {"inputs": ["crawl/*.warc.gz"]},
@@ -61,16 +62,24 @@ EXPECTED_READS = {  # argument → path under RUNDIR, for the default (demo) con
     "pretrain": {"data": "tokenize", "tokenizer": "tokenizer"},
     "sft": {"model": "pretrain/final", "data": ["conversations/sft.jsonl"]},
     "reward": {"model": "sft/final", "data": ["conversations/preferences.jsonl"]},
+    "judge": {"model": "sft/final", "data": ["conversations/preferences.jsonl"]},
     "rlhf": {
         "policy": "sft/final",
         "prompts": "conversations/prompts.jsonl",
         "reward_model": "reward/final",
     },
-    "eval": {"prompts_file": "conversations/prompts.jsonl"},
+    "eval": {"prompts_file": "rlhf/heldout_prompts.jsonl"},
     "serve": {"model_dir": "rlhf/final"},
 }
 # fixed paths under RUNDIR that the real eval and report read beyond their arguments
-EVAL_READS = ["pretrain/final", "tokenize", "reward/final", "rlhf/final", "sft/final"]
+EVAL_READS = [
+    "pretrain/final",
+    "tokenize",
+    "reward/final",
+    "judge/final",
+    "rlhf/final",
+    "sft/final",
+]
 DOCS = pa.table(
     {
         "url": [f"http://127.0.0.1:9/{m}.html" for m in ("csv", "json", "os", "re")],
@@ -117,12 +126,18 @@ def calls(monkeypatch, tmp_path):
     monkeypatch.setattr(ray, "init", no_ray)
     record: list[tuple[str, dict, list[str]]] = []
 
-    def recorder(stage, original):
+    def recorder(pipeline, original):
         signature = inspect.signature(original)
+
+        def stage_of(arguments):  # the reward and judge stages call the same pipeline
+            if pipeline == "reward" and Path(arguments["output"]).name == "judge":
+                return "judge"
+            return pipeline
 
         def fake(*args, **kwargs):
             bound = signature.bind(*args, **kwargs)  # a stage calling it wrongly fails here
             bound.apply_defaults()
+            stage = stage_of(bound.arguments)
             got = {k: v for k, v in bound.arguments.items() if k not in ("cfg", "fmt")}
             if stage == "rlhf":
                 got["reward_model"] = bound.arguments["cfg"].rlhf.reward_model
@@ -136,6 +151,8 @@ def calls(monkeypatch, tmp_path):
                 out = Path(got["output"]) / WRITES[stage]
                 out.parent.mkdir(parents=True, exist_ok=True)
                 pq.write_table(DOCS, out) if out.suffix == ".parquet" else out.write_text("{}")
+            if stage == "rlhf":
+                (Path(got["output"]) / "heldout_prompts.jsonl").write_text('{"prompt": "q"}\n')
             if stage == "eval":
                 (got["root"] / "eval" / "eval.json").write_text("{}")
             if stage == "report":
@@ -198,6 +215,18 @@ def test_each_stage_reads_what_its_upstream_wrote(calls, tmp_path):
     derived = tmp_path / "conversations"
     assert [len(f.read_text().splitlines()) for f in sorted(derived.glob("*.jsonl"))] == [3, 1, 3]
     assert cfg.rlhf.reward_model is None  # the stage forced it into a copy only
+    # the reward model and eval's judge train on the two sides of one split of the prompts
+    reward, judge = got["reward"]["split"], got["judge"]["split"]
+    assert (reward.held, judge.held) == (False, True)
+    assert reward.fraction == judge.fraction == cfg.lifecycle.judge_fraction > 0
+    assert reward.seed == judge.seed
+
+
+def test_no_judge_fraction_trains_no_judge_and_the_reward_model_on_everything(calls, tmp_path):
+    run(load_config(None, ["lifecycle.judge_fraction=0"]), tmp_path)
+    got = {stage: args for stage, args, _ in calls}
+    assert "judge" not in got and got["reward"]["split"] is None
+    assert "eval" in got  # eval runs, with the judges the run has
 
 
 def test_config_paths_replace_the_derived_ones(calls, tmp_path):
@@ -216,7 +245,8 @@ def test_config_paths_replace_the_derived_ones(calls, tmp_path):
     assert got["crawl"]["seeds"] == ["http://example.test/"]
     assert got["sft"]["data"] == ["given/a.jsonl"]
     assert got["reward"]["data"] == ["given/p.jsonl"]
-    assert got["rlhf"]["prompts"] == got["eval"]["prompts_file"] == "given/q.jsonl"
+    assert got["rlhf"]["prompts"] == "given/q.jsonl"
+    assert got["eval"]["prompts_file"] == "run/rlhf/heldout_prompts.jsonl"  # never trained on
     assert got["rlhf"]["reward_model"] == "/models/rm"
     calls.clear()
     run(load_config(None, sets + ["rlhf.reward_fns=[tests.toy_rewards:flaky]"]), tmp_path / "r2")
@@ -236,7 +266,7 @@ def test_second_run_skips_everything(calls, tmp_path):
         ("pretrain.max_steps=7", {"pretrain"}),
         ("data.min_words=7", {"filter"}),
         ("tokenizer.seed=7", {"tokenizer"}),
-        ("lifecycle.seed=7", {"conversations", "sft", "reward", "rlhf", "eval", "serve"}),
+        ("lifecycle.seed=7", {"conversations", "sft", "reward", "judge", "rlhf", "eval", "serve"}),
         ("serve.port=8123", {"serve"}),
     ],
 )
@@ -246,7 +276,16 @@ def test_a_config_change_reruns_that_stage_and_downstream(calls, tmp_path, overr
     run(load_config(None, [override]), tmp_path)
     assert ran(calls) == downstream(changed)
     if override.startswith("pretrain"):  # the graph, spelled out once by hand
-        assert ran(calls) == ["pretrain", "sft", "reward", "rlhf", "eval", "serve", "report"]
+        assert ran(calls) == [
+            "pretrain",
+            "sft",
+            "reward",
+            "judge",
+            "rlhf",
+            "eval",
+            "serve",
+            "report",
+        ]
 
 
 def test_from_until_run_only_the_range(calls, tmp_path):

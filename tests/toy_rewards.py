@@ -1,4 +1,4 @@
-"""Reward rules that misbehave on purpose, imported by the reward actor in tests."""
+"""Reward rules of the tests (some misbehave on purpose), imported by the reward actor."""
 
 
 def flaky(prompt: str, response: str) -> float:
@@ -7,3 +7,8 @@ def flaky(prompt: str, response: str) -> float:
     if kind == 0:
         raise ValueError("this rule fails on purpose")
     return float("nan") if kind == 1 else 0.0
+
+
+def says_target(prompt: str, response: str, target: str) -> float:
+    """1 when the answer contains the row's ``target`` field: a rule that needs the row."""
+    return float(target in response)

@@ -55,17 +55,20 @@ def _curate(cfg: NatalConfig, args: argparse.Namespace) -> dict[str, Any]:
 
 def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", required=True, metavar="RUNDIR", help="a natal run directory")
-    p.add_argument("--prompts", metavar="FILE", help="held-out prompts (default: the run's)")
+    p.add_argument(
+        "--prompts",
+        metavar="FILE",
+        help="prompts the policy never trained on (default: RUNDIR/rlhf/heldout_prompts.jsonl)",
+    )
 
 
 def _eval(cfg: NatalConfig, args: argparse.Namespace) -> dict[str, Any]:
     from pathlib import Path
 
-    from cluster.stages import _prompts
     from pipelines.rl import evaluate
 
     root = Path(args.run)
-    return evaluate.run_lifecycle_eval(cfg, root, args.prompts or _prompts(cfg, root))
+    return evaluate.run_lifecycle_eval(cfg, root, args.prompts or evaluate.heldout_prompts(root))
 
 
 def _report_args(p: argparse.ArgumentParser) -> None:
@@ -89,10 +92,11 @@ COMMANDS: list[Command] = [
         _run,
         description=(
             "crawl → ingest → filter → dedup → tokenizer → tokenize → pretrain → conversations →\n"
-            "sft → reward → rlhf → eval → serve → report, each under RUNDIR/<stage> with a\n"
-            "manifest. A rerun skips stages whose config and inputs are unchanged and resumes an\n"
-            "interrupted one; --from/--until select a range. Without data.crawl.seeds the crawl\n"
-            "is of Python's own documentation server, started on 127.0.0.1 (the demo).\n\n"
+            "sft → reward → judge → rlhf → eval → serve → report, each under RUNDIR/<stage>\n"
+            "with a manifest. A rerun skips stages whose config and inputs are unchanged and\n"
+            "resumes an interrupted one; --from/--until select a range. Without\n"
+            "data.crawl.seeds the crawl is of Python's own documentation server, started on\n"
+            "127.0.0.1 (the demo).\n\n"
             "examples:\n  natal run --output runs/demo                 # the embedded demo config\n"
             "  natal run --config my.yaml --output runs/big --until tokenize\n"
             "  natal run --output runs/demo --from sft       # redo post-training only"
@@ -111,13 +115,16 @@ COMMANDS: list[Command] = [
     ),
     Command(
         "eval",
-        "perplexity, reward-model accuracy, RLHF win rate vs SFT",
+        "perplexity, reward-model accuracy, RLHF win rate vs SFT on held-out prompts",
         _eval_args,
         _eval,
         description=(
             "Evaluate a natal run directory: held-out perplexity of the pre-trained model,\n"
-            "the reward model's held-out accuracy, and reward and win rate of the RLHF policy\n"
-            "against the SFT model on held-out prompts, judged by the reward model.\n\n"
+            "the reward model's held-out accuracy, and reward and win rate (bootstrap 95%\n"
+            "interval) of the RLHF policy against the SFT model on the prompts natal rlhf held\n"
+            "out, judged by the reward RLHF trained against (not independent) and by the\n"
+            "independent judges: RUNDIR/judge (a reward model of preference prompts the\n"
+            "training one never saw) and lifecycle.judge_fn (a rule).\n\n"
             "example:\n  natal eval --run runs/demo"
         ),
     ),

@@ -141,7 +141,19 @@ class LifecycleConfig(Section):
     )
     prompts: str | None = Field(None, description="RLHF and eval prompts (JSONL)")
     seed: int = Field(0, description="split of derived conversations into SFT / held-out")
-    eval_prompts: int = Field(16, ge=1, description="held-out prompts answered in natal eval")
+    judge_fraction: float = Field(
+        0.3,
+        ge=0,
+        lt=1,
+        description="share of the preference prompts kept from natal reward to train the "
+        "independent judge of natal eval (stage judge; 0: no judge model)",
+    )
+    judge_fn: str | None = Field(
+        None,
+        description="a rule (module:function, as rlhf.reward_fns) that also judges natal eval's "
+        "answers, e.g. against the prompt rows' reference answers",
+    )
+    eval_prompts: int = Field(64, ge=1, description="held-out prompts answered in natal eval")
     eval_max_new_tokens: int = Field(48, ge=1, description="answer length in natal eval")
     serve_check: str = Field(
         "What is the Python module json for?",

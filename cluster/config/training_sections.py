@@ -96,6 +96,13 @@ class RLHFConfig(Section):
     group_size: int = Field(4, ge=1, description="answers per prompt (GRPO/RLOO group)")
     max_new_tokens: int = Field(32, ge=1, description="answer length cap")
     max_prompt_tokens: int = Field(256, ge=1, description="longer prompts are counted, skipped")
+    heldout_fraction: float = Field(
+        0.1,
+        ge=0,
+        lt=1,
+        description="prompts set aside (seeded by rlhf.seed) and never trained on: "
+        "RUNDIR/heldout_prompts.jsonl, what natal eval judges the policy on",
+    )
     temperature: float = Field(
         1.0, description="rollout sampling temperature; the learner divides its logits by it too"
     )

@@ -5,7 +5,8 @@ The demo has no human conversations or raters, so it makes them from the curated
 - preferences: for each question, candidate answers ranked by a **rule-based judge that
   stands in for human raters** (word overlap with the asked module's own documentation),
   written in the rating page's export format so that ``natal reward`` reads it unchanged;
-- RLHF prompts: questions held out from SFT.
+- RLHF prompts: questions held out from SFT (``natal rlhf`` holds part of them out again, for
+  ``natal eval``); the judge rule, :func:`rater_score`, can score their answers there.
 
 Pure functions over document rows; the lifecycle writes their output as JSONL files.
 """
@@ -67,8 +68,14 @@ def overlap_score(answer: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+def rater_score(prompt: str, response: str, answer: str) -> float:
+    """The stand-in raters' judgement as a reward rule: overlap with the reference answer
+    (``lifecycle.judge_fn`` of the demo: the policy never trains against it)."""
+    return overlap_score(response, answer)
+
+
 def split_items(
-    items: list[dict[str, str]], seed: int = 0, prompt_fraction: float = 0.25
+    items: list[dict[str, str]], seed: int = 0, prompt_fraction: float = 0.35
 ) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     """(SFT items, held-out RLHF/eval items), a seeded split."""
     shuffled = list(items)

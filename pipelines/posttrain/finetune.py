@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import torch
@@ -54,6 +55,27 @@ def holdout(items: Sequence[T], fraction: float, seed: int) -> tuple[list[T], li
     if fraction > 0 and len(order) >= 2:
         n_val = min(max(n_val, 1), len(order) - 1)
     return order[n_val:], order[:n_val]
+
+
+@dataclass(frozen=True)
+class PromptSplit:
+    """One side of a seeded split of preference pairs *by prompt* (all pairs of a prompt on
+    one side): the lifecycle's eval judge never saw a prompt the reward model trained on."""
+
+    fraction: float  # the held-out side's share of the prompts
+    seed: int
+    held: bool  # True: the held-out side (the judge's); False: the rest
+
+    def take(self, pairs: list[PreferencePair]) -> list[PreferencePair]:
+        prompts = sorted({pair.prompt for pair in pairs})
+        rest, held = holdout(prompts, self.fraction, self.seed)
+        side = set(held if self.held else rest)
+        if not side:
+            raise InputError(
+                f"lifecycle.judge_fraction={self.fraction}: {len(prompts)} preference prompts "
+                f"leave none for the {'judge' if self.held else 'reward model'}"
+            )
+        return [pair for pair in pairs if pair.prompt in side]
 
 
 def stream(
@@ -188,14 +210,22 @@ def require(items: Sequence[Any], what: str, data: list[str], stats: StageStats)
 
 
 def preference_splits(
-    section: Any, model: str, data: list[str], fmt: str | None, stats: StageStats
+    section: Any,
+    model: str,
+    data: list[str],
+    fmt: str | None,
+    stats: StageStats,
+    split: PromptSplit | None = None,
 ) -> tuple[Any, list[PairExample], list[PairExample]]:
-    """Read preference files, tokenize the pairs, hold out ``section.val_fraction``.
+    """Read preference files (one side of ``split``), tokenize, hold out ``val_fraction``.
 
     What the reward and DPO stages both start with; returns (tokenizer, train, val).
     """
     with stats.timer("read"):
         pairs = load_pairs(data, fmt, stats)
+        if split is not None:
+            pairs = split.take(pairs)
+            stats.add("pairs_of_this_split", len(pairs))
         tokenizer = load_tokenizer(model)
     with stats.timer("tokenize"):
         examples = tokenize_pairs(tokenizer, pairs, section.max_seq_len, stats)

@@ -118,11 +118,17 @@ class RewardTask(finetune.PairTask):
 
 
 def run(
-    cfg: NatalConfig, model: str, data: list[str], output: str, fmt: str | None = None
+    cfg: NatalConfig,
+    model: str,
+    data: list[str],
+    output: str,
+    fmt: str | None = None,
+    split: finetune.PromptSplit | None = None,
 ) -> dict[str, Any]:
-    """Train a reward model from ``model`` on the preference files in ``data``."""
+    """Train a reward model from ``model`` on the preference files in ``data`` (or on one
+    side of ``split`` of them)."""
     reward_cfg = cfg.reward
     stats = StageStats("reward")
-    tokenizer, train, val = finetune.preference_splits(reward_cfg, model, data, fmt, stats)
+    tokenizer, train, val = finetune.preference_splits(reward_cfg, model, data, fmt, stats, split)
     task = RewardTask(model, tokenizer, train, val, reward_cfg)
     return finetune.train(task, cfg, reward_cfg, output, stats)

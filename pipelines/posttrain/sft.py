@@ -119,8 +119,11 @@ def prepare(
     return *rows, [c for _, c in val]
 
 
-def greedy_answers(model_dir: str, prompts: list[str], max_new_tokens: int) -> list[str]:
-    """The model's greedy answer to each prompt as one user turn (transformers, fp32)."""
+def greedy_answers(
+    model_dir: str, prompts: list[str] | list[list[dict[str, str]]], max_new_tokens: int
+) -> list[str]:
+    """The model's greedy answer to each prompt: a user turn, or a conversation so far
+    (transformers, fp32)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -131,8 +134,9 @@ def greedy_answers(model_dir: str, prompts: list[str], max_new_tokens: int) -> l
     answers = []
     with torch.no_grad():
         for prompt in prompts:
+            messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
             ids = tokenizer.apply_chat_template(
-                [{"role": "user", "content": prompt}], add_generation_prompt=True, return_dict=True
+                messages, add_generation_prompt=True, return_dict=True
             )["input_ids"]
             out = model.generate(
                 torch.tensor([ids]),

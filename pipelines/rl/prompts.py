@@ -6,6 +6,7 @@ Other fields of a row (e.g. ``answer``) are kept: reward rules may use them.
 from __future__ import annotations
 
 import json
+import random
 from collections import Counter
 from typing import Any
 
@@ -32,6 +33,35 @@ def read_prompts(uri: str) -> list[dict[str, Any]]:
     if not rows:
         raise InputError(f"{uri}: the prompt set is empty")
     return rows
+
+
+HELDOUT = "heldout_prompts.jsonl"  # in natal rlhf's output: the prompts it never trained on
+
+
+def split_heldout(
+    rows: list[dict[str, Any]], fraction: float, seed: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(train, held-out): a seeded ``fraction`` of the rows (at least one when > 0), in order.
+
+    The same rows, fraction and seed give the same split, so a resumed run trains on the
+    same prompts and ``natal eval`` judges on the ones it never saw.
+    """
+    count = round(len(rows) * fraction) or (1 if fraction > 0 else 0)
+    if count >= len(rows):
+        raise InputError(
+            f"rlhf.heldout_fraction={fraction} holds out all {len(rows)} prompts: none left "
+            "to train on (lower it, or give more prompts)"
+        )
+    held = set(random.Random(seed).sample(range(len(rows)), count))
+    return (
+        [row for i, row in enumerate(rows) if i not in held],
+        [row for i, row in enumerate(rows) if i in held],
+    )
+
+
+def write_prompts(path: str, rows: list[dict[str, Any]]) -> None:
+    """Rows as JSONL that :func:`read_prompts` reads back unchanged."""
+    storage.write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
 
 
 def normalize_prompt(row: dict[str, Any], where: str) -> dict[str, Any]:
@@ -95,8 +125,6 @@ class PromptCursor:
 
     def _order(self, epoch: int) -> list[int]:
         if self._epoch != epoch:
-            import random
-
             order = list(self.usable)
             random.Random(self.seed * 1_000_003 + epoch).shuffle(order)
             self._epoch, self._cached = epoch, order

@@ -24,7 +24,14 @@ import numpy as np
 
 from cluster.config import NatalConfig, RLHFConfig
 from cluster.config.errors import InputError
-from pipelines.rl.prompts import PromptCursor, encode_prompts, read_prompts
+from pipelines.rl.prompts import (
+    HELDOUT,
+    PromptCursor,
+    encode_prompts,
+    read_prompts,
+    split_heldout,
+    write_prompts,
+)
 
 CHECKPOINTS = "checkpoints"
 
@@ -96,7 +103,9 @@ class RLHFLoop:
         self.output.mkdir(parents=True, exist_ok=True)
         self.tokenizer_dir = self.reference_dir = policy
         self.tokenizer = AutoTokenizer.from_pretrained(policy)
-        self.rows = read_prompts(prompts_file)
+        self.rows, held = split_heldout(read_prompts(prompts_file), cfg.heldout_fraction, cfg.seed)
+        self.heldout = len(held)
+        write_prompts(str(self.output / HELDOUT), held)
         self.encoded, self.skipped = encode_prompts(
             self.rows, self.tokenizer, cfg.max_prompt_tokens
         )
@@ -291,12 +300,14 @@ class RLHFLoop:
 
         rows = read(str(self.output))
         plot_curves(rows, self.output / "rlhf.png")
-        counts = {"steps": len(rows), "prompts": len(self.rows), **self.skipped}
+        counts = {"steps": len(rows), "prompts": len(self.rows), "heldout_prompts": self.heldout}
+        counts.update(self.skipped)
         counts.update({f"reward_error: {k}": v for k, v in self.errors.items()})
         out: dict[str, Any] = {
             "stage": "rlhf",
             "counts": counts,
             "final": str(self.output / "final"),
+            "heldout": str(self.output / HELDOUT),
         }
         if rows:
             first, last = rows[0], rows[-1]
