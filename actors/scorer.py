@@ -124,7 +124,21 @@ class RewardScorer:
                 reward_model, num_labels=1, dtype=torch.float32
             ).eval()
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
+            self._check_template(reward_model)
         self.errors: Counter = Counter()
+
+    def _check_template(self, reward_model: str) -> None:
+        """Fail at start, naming the model, if its chat template cannot frame an answer."""
+        from pipelines.posttrain.sft_data import encode_conversation
+
+        probe = [
+            {"role": "user", "content": "question"},
+            {"role": "assistant", "content": "answer"},
+        ]
+        try:
+            encode_conversation(self.tokenizer, probe)
+        except ConfigError as exc:
+            raise ConfigError(f"reward model {reward_model}: {exc}") from None
 
     def _model_scores(self, rows: list[dict[str, Any]], responses: list[str]) -> list[float]:
         """Scores of whole conversations, encoded exactly as ``natal reward`` trained: chat

@@ -81,3 +81,16 @@ def test_the_reward_model_reads_the_whole_conversation(tmp_path):
     out = scorer.score(rows, ["It stops.", "It stops."])
     assert not out["errors"] and out["scores"][0] != pytest.approx(out["scores"][1], abs=1e-6)
     assert scorer.score(["and then?"], ["It stops."])["scores"] == pytest.approx(out["scores"][:1])
+
+
+def test_a_reward_model_whose_template_cannot_frame_an_answer_is_refused_naming_it(tmp_path):
+    from tiny_model import build_tiny_model
+    from transformers import AutoTokenizer
+
+    model = build_tiny_model(tmp_path / "rm")
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    tokenizer.chat_template = None  # a base model's tokenizer: no chat template at all
+    tokenizer.save_pretrained(model)
+    (model / "chat_template.jinja").unlink(missing_ok=True)
+    with pytest.raises(ConfigError, match=f"reward model {model}: .*no chat template"):
+        RewardScorer(reward_model=str(model))

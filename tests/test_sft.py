@@ -68,6 +68,22 @@ def test_prompt_split_puts_every_pair_of_a_prompt_on_one_side():
         finetune.PromptSplit(0.3, seed=1, held=True).take(pairs[:1])
 
 
+def test_chat_template_flag_replaces_the_tokenizers_template(chat_model, tmp_path):
+    template = Path(__file__).parent / "chat_templates" / "chatml_qwen2.jinja"
+    for stage in ("sft", "reward", "dpo"):
+        args = cli.build_parser().parse_args(
+            [stage, "--model", chat_model, "--data", "x", "--output", "o"]
+            + ["--chat-template", str(template)]
+        )
+        cfg = load_config(None, [], cli.config_values(args._command, args))
+        assert getattr(cfg, stage).chat_template == str(template)
+    tokenizer = finetune.load_tokenizer(chat_model, str(template))
+    assert tokenizer.chat_template == template.read_text()
+    assert finetune.load_tokenizer(chat_model).chat_template != template.read_text()
+    with pytest.raises(InputError, match="--chat-template .*nope.jinja: no such file"):
+        finetune.load_tokenizer(chat_model, str(tmp_path / "nope.jinja"))
+
+
 def test_missing_data_is_one_line_error(chat_model, tmp_path, capsys):
     model = chat_model
     path = write_jsonl(tmp_path / "bad.jsonl", [{"messages": [turn("user", "only a question")]}])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
 from tiny_chat import build_chat_model, build_tokenizer
@@ -97,10 +100,71 @@ def test_truncation_keeps_start_for_sft_and_end_for_responses(tokenizer):
         make_example([1, 2, 3], [0, 0, 0], max_len=10)
 
 
-def test_template_without_generation_blocks_is_a_config_error(tokenizer):
+TEMPLATES = Path(__file__).parent / "chat_templates"
+TWO_TURNS = MULTI_TURN[1:5]  # user, assistant, user, assistant: every family takes it
+FAMILIES = {  # template → its markers (added as special tokens), what each assistant run is
+    "chatml_qwen2": (["<|im_start|>", "<|im_end|>"], ["The answer is 5.<|im_end|>", "3<|im_end|>"]),
+    "llama3": (
+        ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
+        ["The answer is 5.<|eot_id|>", "3<|eot_id|>"],
+    ),
+    "mistral": ([], ["The answer is 5.{eos}", "3{eos}"]),
+    "gemma": (
+        ["<start_of_turn>", "<end_of_turn>"],
+        ["The answer is 5.<end_of_turn>", "3<end_of_turn>"],
+    ),
+    "phi3": ([], ["The answer is 5.<|end|>", "3<|end|>\n{eos}"]),  # it ends a chat with eos
+    "zephyr": ([], ["The answer is 5.{eos}", "3{eos}"]),
+}
+
+
+def runs(tokenizer, example):
+    """The decoded stretches of consecutive trained tokens."""
+    out, current = [], []
+    for label in [*example.labels, IGNORE]:
+        if label != IGNORE:
+            current.append(label)
+        elif current:
+            out.append(tokenizer.decode(current).strip())
+            current = []
+    return out
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_stock_templates_without_generation_tags_mask_exactly_the_assistant_turns(family):
+    markers, expected = FAMILIES[family]
+    tok = build_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": markers})
+    tok.chat_template = (TEMPLATES / f"{family}.jinja").read_text()
+    example = sft_example(tok, TWO_TURNS, max_len=1000)
+    rendered = tok.apply_chat_template(TWO_TURNS, tokenize=True, return_dict=True)
+    assert example.input_ids == list(rendered["input_ids"])  # the template's own tokens
+    assert runs(tok, example) == [e.format(eos=tok.eos_token) for e in expected]
+    last = response_example(tok, TWO_TURNS, max_len=1000)
+    assert runs(tok, last) == [expected[-1].format(eos=tok.eos_token)]
+
+
+def test_prefix_masks_equal_the_generation_tags_of_natal_template(tokenizer):
+    untagged = build_tokenizer()
+    untagged.chat_template = re.sub(r"{%-? ?(end)?generation ?-?%}", "", tokenizer.chat_template)
+    assert "endgeneration" not in untagged.chat_template
+    for conversation in (MULTI_TURN, TWO_TURNS, MULTI_TURN[:3]):
+        tagged = encode_conversation(tokenizer, conversation)
+        assert encode_conversation(untagged, conversation) == tagged
+
+
+def test_templates_that_cannot_mark_assistant_turns_are_config_errors():
     plain = build_tokenizer()
-    plain.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
-    with pytest.raises(ConfigError, match="generation"):
+    plain.chat_template = None
+    with pytest.raises(ConfigError, match="no chat template.*--chat-template FILE"):
+        encode_conversation(plain, MULTI_TURN)
+    plain.chat_template = "{% for m in messages %}{% if m['role'] == 'user' %}{{ m['content'] }}{% endif %}{% endfor %}"
+    with pytest.raises(ConfigError, match="does not render assistant turn 2.*--chat-template"):
+        encode_conversation(plain, MULTI_TURN)
+    plain.chat_template = (
+        "{{ messages | length }}{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    )
+    with pytest.raises(ConfigError, match="renders a conversation's start differently"):
         encode_conversation(plain, MULTI_TURN)
 
 

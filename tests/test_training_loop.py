@@ -106,3 +106,26 @@ def test_two_workers_give_the_one_worker_gradient(tmp_path):
     mp.start_processes(_rank, args=(port, str(tmp_path)), nprocs=2, join=True, start_method="spawn")
     for rank in range(2):
         assert torch.allclose(torch.load(tmp_path / f"grad-{rank}.pt"), whole, rtol=1e-5, atol=1e-7)
+
+
+def test_fsdp_shards_the_blocks_each_architecture_names_as_unsplittable():
+    from transformers import (
+        GPT2Config,
+        GPT2LMHeadModel,
+        LlamaForCausalLM,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+    )
+
+    from pipelines.training.loop import decoder_layers
+    from pipelines.training.presets import llama_config
+
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_embd=64, n_layer=3, n_head=4, vocab_size=300))
+    assert [type(m).__name__ for m in decoder_layers(gpt2)] == ["GPT2Block"] * 3
+    llama = LlamaForCausalLM(llama_config("tiny", 300))
+    assert decoder_layers(llama) == list(llama.model.layers)
+    qwen = Qwen2ForCausalLM(
+        Qwen2Config(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                    num_key_value_heads=2, intermediate_size=128, vocab_size=300)
+    )  # fmt: skip
+    assert decoder_layers(qwen) == list(qwen.model.layers)

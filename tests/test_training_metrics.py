@@ -19,7 +19,21 @@ def test_flops_per_token_is_six_times_the_matmul_parameters_plus_attention() -> 
         p.numel() for n, p in model.named_parameters() if p.ndim == 2 and "embed_tokens" not in n
     )
     attention = 12 * config.num_hidden_layers * config.hidden_size * 256
-    assert metrics.llama_flops_per_token(config, 256) == pytest.approx(6 * matmul + attention)
+    assert metrics.flops_per_token(model, 256) == pytest.approx(6 * matmul + attention)
+
+
+def test_flops_per_token_of_other_architectures_and_heads() -> None:
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaForSequenceClassification
+
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_embd=64, n_layer=2, n_head=4, vocab_size=500))
+    blocks = 2 * (64 * 3 * 64 + 64 * 64 + 2 * 64 * 256)  # c_attn, c_proj, the MLP (Conv1D)
+    expected = 6 * (blocks + 500 * 64) + 12 * 2 * 64 * 128  # + the tied LM head
+    assert metrics.flops_per_token(gpt2, 128) == pytest.approx(expected)
+    config = llama_config("tiny", 2048)
+    causal, scorer = LlamaForCausalLM(config), LlamaForSequenceClassification(config)
+    head = config.hidden_size * config.vocab_size  # a reward model has no vocabulary head
+    gap = metrics.flops_per_token(causal, 256) - metrics.flops_per_token(scorer, 256)
+    assert gap == pytest.approx(6 * (head - config.hidden_size * config.num_labels))
 
 
 def test_mfu() -> None:

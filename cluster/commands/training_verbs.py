@@ -33,6 +33,12 @@ def _post_training_args(formats: list[str], data_help: str, output_help: str):
         p.add_argument(
             "--format", choices=formats, help="force the data format (default: detected per file)"
         )
+        p.add_argument(
+            "--chat-template",
+            metavar="FILE",
+            help="Jinja chat template replacing the tokenizer's (stock templates work as they "
+            "are: no {% generation %} tags needed); the exported model keeps it",
+        )
 
     return add
 
@@ -202,7 +208,7 @@ COMMANDS: list[Command] = [
             "example:\n  natal sft --model runs/pretrain/final --data chats.jsonl dolly.jsonl \\\n"
             "      --output runs/sft --max-steps 300"
         ),
-        flags_to_config={"max_steps": "sft.max_steps"},
+        flags_to_config={"max_steps": "sft.max_steps", "chat_template": "sft.chat_template"},
     ),
     Command(
         "reward",
@@ -222,7 +228,7 @@ COMMANDS: list[Command] = [
             "example:\n  natal reward --model runs/sft/final --data ratings.jsonl hh-rlhf.jsonl.gz \\\n"
             "      --output runs/reward --max-steps 200"
         ),
-        flags_to_config={"max_steps": "reward.max_steps"},
+        flags_to_config={"max_steps": "reward.max_steps", "chat_template": "reward.chat_template"},
     ),
     Command(
         "dpo",
@@ -240,7 +246,7 @@ COMMANDS: list[Command] = [
             "example:\n  natal dpo --model runs/sft/final --data pairs.jsonl --output runs/dpo \\\n"
             "      --set dpo.beta=0.1"
         ),
-        flags_to_config={"max_steps": "dpo.max_steps"},
+        flags_to_config={"max_steps": "dpo.max_steps", "chat_template": "dpo.chat_template"},
     ),
     Command(
         "rlhf",

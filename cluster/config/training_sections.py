@@ -173,6 +173,11 @@ class FinetuneConfig(TrainingConfig):
     max_steps: int = Field(200, ge=1, description="optimizer steps of the whole run")
     weight_decay: float = Field(0.0, ge=0, description="AdamW decay (not on norms, biases)")
     eval_every: int = Field(50, ge=0, description="steps between validation runs (0: only at end)")
+    chat_template: str | None = Field(
+        None,
+        description="Jinja file (local or fsspec URL) replacing the tokenizer's chat template; "
+        "the exported model keeps it",
+    )
 
 
 class SFTConfig(FinetuneConfig):

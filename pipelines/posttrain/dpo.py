@@ -19,7 +19,7 @@ from pipelines.posttrain import finetune
 from pipelines.posttrain.losses import dpo_loss, sequence_logprob
 from pipelines.posttrain.sft_data import model_inputs
 from pipelines.training.loop import WorkerContext
-from pipelines.training.metrics import llama_flops_per_token
+from pipelines.training.metrics import flops_per_token
 
 
 def load_policy(model_dir: str) -> torch.nn.Module:
@@ -95,9 +95,9 @@ class DPOTask(finetune.PairTask):
                     out[f"{split}_{key}"] = total[key] / total["pairs"]
         return out
 
-    def flops_per_token(self, model_config: Any) -> float:
+    def flops_per_token(self, model: torch.nn.Module) -> float:
         # the policy's forward and backward, plus the reference's forward (a third of it)
-        return llama_flops_per_token(model_config, self.cfg.max_seq_len) * 4 / 3
+        return flops_per_token(model, self.cfg.max_seq_len) * 4 / 3
 
     def export(self, model, directory: str, ctx: WorkerContext) -> None:
         model.save_pretrained(directory)

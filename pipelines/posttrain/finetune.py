@@ -40,11 +40,24 @@ def local_model_dir(uri: str) -> str:
     return local
 
 
-def load_tokenizer(model_uri: str):
-    """The tokenizer saved beside the model (natal models carry theirs)."""
+def read_chat_template(uri: str) -> str:
+    """The text of a Jinja chat template file; a clear error naming the flag if unreadable."""
+    fs, path = storage.filesystem(uri)
+    if not fs.exists(path):
+        raise InputError(f"--chat-template {uri}: no such file")
+    with fs.open(path, "rt", encoding="utf-8") as fh:
+        return fh.read()
+
+
+def load_tokenizer(model_uri: str, chat_template: str | None = None):
+    """The tokenizer saved beside the model, with ``chat_template`` (a file) replacing its
+    template when given."""
     from pipelines.pretrain.bpe import load_tokenizer as load
 
-    return load(model_uri)
+    tokenizer = load(model_uri)
+    if chat_template:
+        tokenizer.chat_template = read_chat_template(chat_template)
+    return tokenizer
 
 
 def holdout(items: Sequence[T], fraction: float, seed: int) -> tuple[list[T], list[T]]:
@@ -226,7 +239,7 @@ def preference_splits(
         if split is not None:
             pairs = split.take(pairs)
             stats.add("pairs_of_this_split", len(pairs))
-        tokenizer = load_tokenizer(model)
+        tokenizer = load_tokenizer(model, section.chat_template)
     with stats.timer("tokenize"):
         examples = tokenize_pairs(tokenizer, pairs, section.max_seq_len, stats)
     train_pairs, val_pairs = holdout(examples, section.val_fraction, section.seed)

@@ -22,7 +22,7 @@ from pipelines.posttrain import finetune
 from pipelines.posttrain.losses import bradley_terry_loss, pairwise_accuracy
 from pipelines.posttrain.sft_data import model_inputs
 from pipelines.training.loop import WorkerContext
-from pipelines.training.metrics import llama_flops_per_token
+from pipelines.training.metrics import flops_per_token
 
 
 def load_reward_model(model_dir: str, pad_token_id: int) -> torch.nn.Module:
@@ -98,8 +98,8 @@ class RewardTask(finetune.PairTask):
             "val_reward_margin": self.last_eval["reward_margin"],
         }
 
-    def flops_per_token(self, model_config: Any) -> float:
-        return llama_flops_per_token(model_config, self.cfg.max_seq_len)
+    def flops_per_token(self, model: torch.nn.Module) -> float:
+        return flops_per_token(model, self.cfg.max_seq_len)
 
     def export(self, model, directory: str, ctx: WorkerContext) -> None:
         model.save_pretrained(directory)

@@ -29,7 +29,7 @@ from pipelines.posttrain.sft_data import (
     sft_example,
 )
 from pipelines.training.loop import TrainTask, WorkerContext
-from pipelines.training.metrics import llama_flops_per_token
+from pipelines.training.metrics import flops_per_token
 
 
 class SFTTask(TrainTask):
@@ -83,8 +83,8 @@ class SFTTask(TrainTask):
         val_loss = sums["loss"] / max(sums["tokens"], 1.0)
         return {"val_loss": val_loss, "val_ppl": float(torch.tensor(val_loss).exp())}
 
-    def flops_per_token(self, model_config: Any) -> float:
-        return llama_flops_per_token(model_config, self.cfg.max_seq_len)
+    def flops_per_token(self, model: torch.nn.Module) -> float:
+        return flops_per_token(model, self.cfg.max_seq_len)
 
     def export(self, model, directory: str, ctx: WorkerContext) -> None:
         model.save_pretrained(directory)
@@ -120,13 +120,17 @@ def prepare(
 
 
 def greedy_answers(
-    model_dir: str, prompts: list[str] | list[list[dict[str, str]]], max_new_tokens: int
+    model_dir: str,
+    prompts: list[str] | list[list[dict[str, str]]],
+    max_new_tokens: int,
+    chat_template: str | None = None,
 ) -> list[str]:
     """The model's greedy answer to each prompt: a user turn, or a conversation so far
     (transformers, fp32)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer.chat_template = chat_template or tokenizer.chat_template
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     end_ids = [tokenizer.eos_token_id]
     if "<|end|>" in tokenizer.get_vocab():
@@ -149,9 +153,12 @@ def greedy_answers(
     return answers
 
 
-def sample_answer(model_dir: str, prompt: str, max_new_tokens: int) -> str:
+def sample_answer(
+    model_dir: str, prompt: str, max_new_tokens: int, chat_template: str | None = None
+) -> str:
     """Greedy answer of the model to one user turn (stops at the end-of-turn marker)."""
-    return greedy_answers(finetune.local_model_dir(model_dir), [prompt], max_new_tokens)[0]
+    local = finetune.local_model_dir(model_dir)
+    return greedy_answers(local, [prompt], max_new_tokens, chat_template)[0]
 
 
 def run(
@@ -162,7 +169,7 @@ def run(
     stats = StageStats("sft")
     with stats.timer("read"):
         conversations = load_conversations(data, fmt, stats)
-        tokenizer = finetune.load_tokenizer(model)
+        tokenizer = finetune.load_tokenizer(model, sft_cfg.chat_template)
     with stats.timer("tokenize"):
         train_rows, val_rows, held_out = prepare(tokenizer, conversations, sft_cfg, stats)
     finetune.require(train_rows, "conversations", data, stats)
@@ -172,7 +179,9 @@ def run(
         return finetune.train(task, cfg, sft_cfg, output, stats)
     prompt = sft_cfg.sample_prompt or first_user_turn(held_out or conversations)
     stats.extra["sample_prompt"] = prompt
-    stats.extra["answer_before"] = sample_answer(model, prompt, sft_cfg.sample_tokens)
+    stats.extra["answer_before"] = sample_answer(
+        model, prompt, sft_cfg.sample_tokens, tokenizer.chat_template
+    )
 
     def after(summary: dict[str, Any]) -> dict[str, Any]:
         return {"answer_after": sample_answer(summary["final"], prompt, sft_cfg.sample_tokens)}

@@ -1,8 +1,11 @@
 """Token ids and labels of conversations: loss on assistant tokens only, optional packing.
 
-The tokenizer's chat template formats a conversation; its ``{% generation %}`` blocks mark the
-assistant tokens (``return_assistant_tokens_mask``), which become the labels, every other
-token -100. Truncation policy: SFT keeps the *start* of a conversation (right truncation),
+The tokenizer's chat template formats a conversation; the assistant tokens become the labels,
+every other token -100. A template with ``{% generation %}`` blocks marks them itself
+(``return_assistant_tokens_mask``); any other template (the stock ones of Qwen2, Llama 3,
+Mistral, Gemma, Phi-3...) is rendered prefix by prefix: an assistant turn is the text between
+the conversation before it (with the generation prompt) and the conversation through it, end
+of turn included, mapped to tokens by their character offsets (:func:`assistant_spans`). Truncation policy: SFT keeps the *start* of a conversation (right truncation),
 preference examples keep the *end* (left truncation, so the response being judged stays whole);
 an example left with no assistant token is skipped under ``no_assistant_tokens_in_context``.
 
@@ -38,19 +41,82 @@ class Example:
 
 def encode_conversation(tokenizer, conversation: Conversation) -> tuple[list[int], list[int]]:
     """(token ids, assistant mask) of a conversation rendered by the tokenizer's chat template."""
+    template = getattr(tokenizer, "chat_template", None)
+    if not template:
+        raise ConfigError(
+            "the tokenizer has no chat template: give one with --chat-template FILE (Jinja)"
+        )
+    if "{% generation %}" not in template and "{%- generation %}" not in template:
+        return encode_by_prefixes(tokenizer, conversation)
     encoded = tokenizer.apply_chat_template(
         conversation,
         tokenize=True,
         return_dict=True,
         return_assistant_tokens_mask=True,
     )
-    ids, mask = list(encoded["input_ids"]), list(encoded["assistant_masks"])
-    if not any(mask) and any(turn["role"] == "assistant" for turn in conversation):
-        raise ConfigError(
-            "the tokenizer's chat template marks no assistant tokens: it needs "
-            "{% generation %}...{% endgeneration %} around assistant content "
-            "(natal tokenizers have it; see pipelines/pretrain/bpe.py)"
-        )
+    return list(encoded["input_ids"]), list(encoded["assistant_masks"])
+
+
+def _render(tokenizer, turns: Conversation, generation_prompt: bool) -> str:
+    return tokenizer.apply_chat_template(
+        turns, tokenize=False, add_generation_prompt=generation_prompt
+    )
+
+
+def assistant_spans(tokenizer, conversation: Conversation) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered conversation and the character span of each assistant turn in it.
+
+    A turn starts where the conversation before it, rendered with the generation prompt,
+    ends; it ends where the conversation through it stops agreeing with the whole (a template
+    may close a conversation differently from a turn, e.g. Phi-3's end-of-text); the spans
+    keep the end-of-turn marker and lose surrounding whitespace.
+    """
+    full = _render(tokenizer, conversation, False)
+    spans = []
+    for i, turn in enumerate(conversation):
+        if turn["role"] != "assistant":
+            continue
+        before = _render(tokenizer, conversation[:i], True)
+        through = _render(tokenizer, conversation[: i + 1], False)
+        if not full.startswith(before):
+            raise ConfigError(
+                "the chat template renders a conversation's start differently once it goes on "
+                "(turn-dependent text): give one that does with --chat-template FILE"
+            )
+        end = _common_end(tokenizer, full, through, len(before))
+        start = len(before)
+        while start < end and full[start].isspace():
+            start += 1
+        while end > start and full[end - 1].isspace():
+            end -= 1
+        if turn["content"].strip() not in full[start:end]:
+            raise ConfigError(
+                f"the chat template does not render assistant turn {i} after the generation "
+                "prompt: give one that does with --chat-template FILE"
+            )
+        spans.append((start, end))
+    return full, spans
+
+
+def _common_end(tokenizer, full: str, through: str, start: int) -> int:
+    """Where ``through`` stops agreeing with ``full``, backed off to the end of its last
+    token that agrees whole (``…<|end|>\\n<|eos|>`` and ``…<|end|>\\n<|user|>`` share ``<|``)."""
+    common = start
+    while common < min(len(full), len(through)) and full[common] == through[common]:
+        common += 1
+    offsets = tokenizer(through, add_special_tokens=False, return_offsets_mapping=True)
+    ends = [hi for _, hi in offsets["offset_mapping"] if start < hi <= common]
+    return max(ends, default=start)
+
+
+def encode_by_prefixes(tokenizer, conversation: Conversation) -> tuple[list[int], list[int]]:
+    """(token ids, assistant mask) for a template without generation tags."""
+    text, spans = assistant_spans(tokenizer, conversation)
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = list(encoded["input_ids"]), encoded["offset_mapping"]
+    mask = [
+        int(any(lo < end and hi > start for start, end in spans) and hi > lo) for lo, hi in offsets
+    ]
     return ids, mask
 
 

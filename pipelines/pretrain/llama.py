@@ -26,7 +26,7 @@ from pipelines.data import storage
 from pipelines.pretrain.bpe import load_tokenizer, save_tokenizer, tokenizer_hash
 from pipelines.pretrain.token_shards import ShardReader, read_index, sample_indices
 from pipelines.training.loop import TrainTask, WorkerContext, fit
-from pipelines.training.metrics import llama_flops_per_token
+from pipelines.training.metrics import flops_per_token
 from pipelines.training.presets import PRESETS, llama_config
 
 
@@ -105,8 +105,8 @@ class CausalLMTask(TrainTask):
         val_loss = ctx.all_mean({"val_loss": total / steps})["val_loss"]
         return {"val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50.0))}
 
-    def flops_per_token(self, model_config: Any) -> float:
-        return llama_flops_per_token(model_config, int(self.index["seq_len"]))
+    def flops_per_token(self, model: torch.nn.Module) -> float:
+        return flops_per_token(model, int(self.index["seq_len"]))
 
     def export(self, model: nn.Module, directory: str, ctx: WorkerContext) -> None:
         """HF model + tokenizer + generation config (stops at eos and at end-of-turn)."""

@@ -16,7 +16,7 @@ The task protocol (subclass :class:`TrainTask`, override what you need)::
         def compute_loss(self, model, batch, ctx) -> (loss, {"tokens": n, ...})
         def loss_weight(self, batch) -> float                      # what the mean is over
         def evaluate(self, model, ctx) -> {"val_loss": x, ...}     # optional
-        def flops_per_token(self, model_config) -> float           # optional, for MFU
+        def flops_per_token(self, model) -> float                  # optional, for MFU
         def export(self, model, directory, ctx) -> None             # optional, rank 0 only
         def after_export(self, directory, ctx) -> dict              # optional, rank 0 only
 
@@ -118,7 +118,7 @@ class TrainTask:
     def evaluate(self, model: nn.Module, ctx: WorkerContext) -> dict[str, float]:
         return {}
 
-    def flops_per_token(self, model_config: Any) -> float:
+    def flops_per_token(self, model: nn.Module) -> float:
         return 0.0
 
     def export(self, model: nn.Module, directory: str, ctx: WorkerContext) -> None:
@@ -209,7 +209,7 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
             metrics_io.reset(run_dir)
 
     peak = cfg.peak_flops or metrics_io.measure_peak_flops(ctx.device, _autocast_dtype(cfg, ctx))
-    flops_per_token = task.flops_per_token(raw_model.config)
+    flops_per_token = task.flops_per_token(raw_model)
     log = metrics_io.MetricsLog(run_dir, start_step=state["step"]) if ctx.is_main else None
     if checkpoint is None and cfg.eval_every:  # the held-out figures training must improve on
         state["before"] = {f"{k}_before": v for k, v in _evaluate(model, task, cfg, ctx).items()}
@@ -293,7 +293,7 @@ def _wrap(model: nn.Module, cfg: Any, ctx: WorkerContext) -> nn.Module:
         dtype = _autocast_dtype(cfg, ctx)
         policy = MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=torch.float32)
         kwargs = {"mp_policy": policy} if dtype != torch.float32 else {}
-        for layer in _decoder_layers(model):
+        for layer in decoder_layers(model):
             fully_shard(layer, **kwargs)
         fully_shard(model, **kwargs)
         return model
@@ -303,9 +303,11 @@ def _wrap(model: nn.Module, cfg: Any, ctx: WorkerContext) -> nn.Module:
     return DistributedDataParallel(model, device_ids=device_ids)
 
 
-def _decoder_layers(model: nn.Module) -> list[nn.Module]:
-    base = getattr(model, getattr(model, "base_model_prefix", "model"), model)
-    return list(getattr(base, "layers", []))
+def decoder_layers(model: nn.Module) -> list[nn.Module]:
+    """The blocks FSDP shards one by one: the modules whose class the model names in
+    ``_no_split_modules`` (LlamaDecoderLayer, Qwen2DecoderLayer, GPT2Block, ...)."""
+    names = set(getattr(model, "_no_split_modules", None) or [])
+    return [m for m in model.modules() if type(m).__name__ in names and m is not model]
 
 
 @contextlib.contextmanager

@@ -17,15 +17,20 @@ from pipelines.data import storage
 METRICS_FILE = "metrics.jsonl"
 
 
-def llama_flops_per_token(config: Any, seq_len: int) -> float:
-    """Training FLOPs per token (PaLM appendix B): 6·N (no input embedding) + 12·L·H·T."""
-    hidden, layers = config.hidden_size, config.num_hidden_layers
-    heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
-    head_dim = hidden // heads
-    attention = hidden * head_dim * (heads + 2 * kv_heads) + heads * head_dim * hidden
-    mlp = 3 * hidden * config.intermediate_size
-    params = layers * (attention + mlp) + hidden * config.vocab_size  # + the LM head
-    return 6.0 * params + 12.0 * layers * hidden * seq_len
+def flops_per_token(model: torch.nn.Module, seq_len: int) -> float:
+    """Training FLOPs per token of any Hugging Face model (PaLM appendix B): 6 × the weights
+    of its matmul layers (``nn.Linear``, GPT-2's ``Conv1D``; embeddings are lookups, a
+    sequence classifier's head is one row) + 12·L·d_attn·T for attention. Mixture-of-experts
+    layers count every expert (an upper bound)."""
+    from transformers.pytorch_utils import Conv1D
+
+    matmul = sum(
+        m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear | Conv1D)
+    )
+    config = model.config.get_text_config()
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    return 6.0 * matmul + 12.0 * config.num_hidden_layers * heads * head_dim * seq_len
 
 
 def mfu(tokens_per_s: float, flops_per_token: float, peak_flops: float) -> float:
