@@ -153,6 +153,11 @@ def rlhf_verdict(stats: Stats) -> str | None:
     if len(losses) == len(judges):
         return "RLHF lost to SFT on held-out prompts by every independent judge"
     unclear = [n for n in intervals if n not in wins and n not in losses]
+    if wins and unclear:
+        return (
+            f"{', '.join(wins)} prefers RLHF, but {', '.join(unclear)} cannot tell it from SFT "
+            "on held-out prompts (its interval holds 0.5)"
+        )
     return (
         f"RLHF is not distinguishable from SFT by {', '.join(unclear or losses)} on held-out "
         "prompts: with a weak reward model and a few steps on a tiny model, the update is "

@@ -61,6 +61,10 @@ def test_eval_names_each_judge_and_says_plainly_when_rlhf_did_not_clearly_beat_s
     )
     split = {**stats, "judges": [judge("judge_model", 0.94, "0.81–1.00"), worse["judges"][1]]}
     assert "disagree: judge_model prefers RLHF, judge_rule prefers SFT" in headline("eval", split)
+    mixed = {**stats, "judges": [split["judges"][0], noise["judges"][1]]}
+    assert "judge_model prefers RLHF, but judge_rule cannot tell it from SFT" in headline(
+        "eval", mixed
+    )
     alone = {**stats, "judges": [trained]}
     assert "no independent judge" in headline("eval", alone)
 

@@ -157,3 +157,48 @@ def test_sft_trains_on_conversations_end_to_end(ray_cluster, chat_model, tmp_pat
     tokenizer = AutoTokenizer.from_pretrained(final)
     assert tokenizer.chat_template and "generation" in tokenizer.chat_template
     assert AutoModelForCausalLM.from_pretrained(final).config.vocab_size == len(tokenizer)
+
+
+@pytest.mark.ray
+def test_a_qwen2_base_model_gets_through_sft_with_a_stock_chatml_template(ray_cluster, tmp_path):
+    """Bring your own model: another architecture, no chat template of its own, ChatML given
+    by --chat-template; the export keeps the architecture and the template."""
+    import torch
+    from tiny_chat import build_tokenizer
+    from transformers import AutoConfig, AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    from pipelines.pretrain.bpe import save_tokenizer
+
+    tokenizer = build_tokenizer()
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tokenizer.chat_template = None  # a base model: the template comes from the flag
+    model_dir = tmp_path / "qwen2-base"
+    config = Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=128, num_attention_heads=2, num_key_value_heads=1,
+        intermediate_size=256, num_hidden_layers=2, max_position_embeddings=256,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    Qwen2ForCausalLM(config).save_pretrained(model_dir)
+    save_tokenizer(tokenizer, str(model_dir))
+    template = Path(__file__).parent / "chat_templates" / "chatml_qwen2.jinja"
+    records = [
+        {"messages": [turn("user", f"Say the number {n}."), turn("assistant", f"{n}")]}
+        for n in range(21)
+        for _ in range(3)
+    ]
+    data = write_jsonl(tmp_path / "chats.jsonl", records)
+    overrides = [
+        "sft.eval_every=0",
+        "sft.checkpoint_every=0",
+        "sft.micro_batch=8",
+        "sft.log_every=2",
+    ]
+    overrides += ["sft.max_seq_len=256", "sft.lr=3e-3", "sft.warmup_steps=2", "sft.sample_tokens=0"]
+    cfg = load_config(None, overrides, {"sft.max_steps": 8, "sft.chat_template": str(template)})
+    stats = sft.run(cfg, str(model_dir), [data], str(tmp_path / "run"))
+    assert stats["final_loss"] < stats["first_loss"] * 0.7
+    assert 0 < stats["mfu"] < 1  # FLOPs of this architecture, not Llama's formula
+    final = tmp_path / "run" / "final"
+    assert AutoConfig.from_pretrained(final).model_type == "qwen2"
+    assert AutoTokenizer.from_pretrained(final).chat_template == template.read_text()
