@@ -19,6 +19,7 @@ cache transformers does not look for position restarts.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ from cluster.config.errors import ConfigError
 from pipelines.posttrain.chat_data import Conversation, RecordError
 
 IGNORE = -100
+GENERATION_TAG = re.compile(r"{%-?\s*generation\s*-?%}")
 
 
 @dataclass
@@ -46,7 +48,7 @@ def encode_conversation(tokenizer, conversation: Conversation) -> tuple[list[int
         raise ConfigError(
             "the tokenizer has no chat template: give one with --chat-template FILE (Jinja)"
         )
-    if "{% generation %}" not in template and "{%- generation %}" not in template:
+    if not GENERATION_TAG.search(template):
         return encode_by_prefixes(tokenizer, conversation)
     encoded = tokenizer.apply_chat_template(
         conversation,
