@@ -84,6 +84,26 @@ def test_chat_template_flag_replaces_the_tokenizers_template(chat_model, tmp_pat
         finetune.load_tokenizer(chat_model, str(tmp_path / "nope.jinja"))
 
 
+def test_a_reward_model_as_policy_and_a_tokenizer_without_pad_are_handled(
+    chat_model, tmp_path, capsys
+):
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    scorer = tmp_path / "rm"
+    config = AutoConfig.from_pretrained(chat_model, num_labels=1)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(scorer)
+    with pytest.raises(InputError, match="a sequence classifier .*not a causal LM"):
+        finetune.require_causal_lm(str(scorer))
+    finetune.require_causal_lm(chat_model)  # a causal LM passes
+    no_pad = tmp_path / "no-pad"
+    tokenizer = AutoTokenizer.from_pretrained(chat_model)
+    tokenizer.pad_token = None
+    tokenizer.save_pretrained(no_pad)
+    loaded = finetune.load_tokenizer(str(no_pad))
+    assert loaded.pad_token == loaded.eos_token is not None
+    assert "no pad token: padding with eos" in capsys.readouterr().err
+
+
 def test_missing_data_is_one_line_error(chat_model, tmp_path, capsys):
     model = chat_model
     path = write_jsonl(tmp_path / "bad.jsonl", [{"messages": [turn("user", "only a question")]}])
@@ -91,7 +111,7 @@ def test_missing_data_is_one_line_error(chat_model, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "no usable conversations" in err and "no_assistant_turn" in err
     code = cli.main(["sft", "--model", str(tmp_path), "--data", path, "--output", str(tmp_path)])
-    assert code == 2 and "not a tokenizer directory" in capsys.readouterr().err
+    assert code == 2 and "not a Hugging Face model directory" in capsys.readouterr().err
 
 
 @pytest.mark.ray

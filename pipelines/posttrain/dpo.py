@@ -110,6 +110,7 @@ def run(
     """DPO-tune ``model`` on the preference files in ``data``; the final model is RUNDIR/final."""
     dpo_cfg = cfg.dpo
     stats = StageStats("dpo")
+    finetune.require_causal_lm(model)
     tokenizer, train, val = finetune.preference_splits(dpo_cfg, model, data, fmt, stats)
     task = DPOTask(model, tokenizer, train, val, dpo_cfg)
     return finetune.train(task, cfg, dpo_cfg, output, stats, after=lambda s: last_eval(output))

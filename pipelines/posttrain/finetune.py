@@ -9,6 +9,7 @@ stages (thousands of conversations), so they travel inside the task.
 from __future__ import annotations
 
 import random
+import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,22 @@ def local_model_dir(uri: str) -> str:
     return local
 
 
+def require_causal_lm(uri: str) -> None:
+    """A clear error, before any training, when ``uri`` is not a causal LM to tune."""
+    import json
+
+    fs, path = storage.filesystem(storage.join(uri, "config.json"))
+    if not fs.exists(path):
+        raise InputError(f"{uri}: not a Hugging Face model directory (no config.json)")
+    with fs.open(path, "rt") as fh:
+        architectures = json.load(fh).get("architectures") or []
+    if architectures and all("ForSequenceClassification" in a for a in architectures):
+        raise InputError(
+            f"{uri}: a sequence classifier ({architectures[0]}), not a causal LM: give the "
+            "model it was trained from (a reward model scores answers, it cannot write them)"
+        )
+
+
 def read_chat_template(uri: str) -> str:
     """The text of a Jinja chat template file; a clear error naming the flag if unreadable."""
     fs, path = storage.filesystem(uri)
@@ -57,6 +74,10 @@ def load_tokenizer(model_uri: str, chat_template: str | None = None):
     tokenizer = load(model_uri)
     if chat_template:
         tokenizer.chat_template = read_chat_template(chat_template)
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        note = f"the tokenizer has no pad token: padding with eos {tokenizer.eos_token!r}"
+        print(f"natal: {model_uri}: {note} (padding carries no loss)", file=sys.stderr)
+        tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
 

@@ -167,6 +167,7 @@ def run(
     """Fine-tune ``model`` on the conversations in ``data``; the final model is RUNDIR/final."""
     sft_cfg = cfg.sft
     stats = StageStats("sft")
+    finetune.require_causal_lm(model)
     with stats.timer("read"):
         conversations = load_conversations(data, fmt, stats)
         tokenizer = finetune.load_tokenizer(model, sft_cfg.chat_template)

@@ -24,6 +24,7 @@ import numpy as np
 
 from cluster.config import NatalConfig, RLHFConfig
 from cluster.config.errors import InputError
+from pipelines.posttrain.finetune import require_causal_lm
 from pipelines.rl.prompts import (
     HELDOUT,
     PromptCursor,
@@ -99,6 +100,7 @@ class RLHFLoop:
     ) -> None:
         from transformers import AutoTokenizer
 
+        require_causal_lm(policy)
         self.cfg, self.output = cfg, Path(output)
         self.output.mkdir(parents=True, exist_ok=True)
         self.tokenizer_dir = self.reference_dir = policy
