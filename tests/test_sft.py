@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -99,9 +100,22 @@ def test_a_reward_model_as_policy_and_a_tokenizer_without_pad_are_handled(
     tokenizer = AutoTokenizer.from_pretrained(chat_model)
     tokenizer.pad_token = None
     tokenizer.save_pretrained(no_pad)
+    shutil.copy(Path(chat_model) / "config.json", no_pad)
     loaded = finetune.load_tokenizer(str(no_pad))
     assert loaded.pad_token == loaded.eos_token is not None
     assert "no pad token: padding with eos" in capsys.readouterr().err
+
+
+def test_a_tokenizer_larger_than_the_models_vocabulary_is_refused(chat_model, tmp_path):
+    from transformers import AutoTokenizer
+
+    mismatched = tmp_path / "mismatched"
+    shutil.copytree(chat_model, mismatched)
+    tokenizer = AutoTokenizer.from_pretrained(chat_model)
+    tokenizer.add_tokens([f"extra{i}" for i in range(8)])
+    tokenizer.save_pretrained(mismatched)
+    with pytest.raises(InputError, match=r"tokenizer has \d+ tokens but the model's vocabulary"):
+        finetune.load_tokenizer(str(mismatched))
 
 
 def test_missing_data_is_one_line_error(chat_model, tmp_path, capsys):

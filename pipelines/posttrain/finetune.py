@@ -41,15 +41,20 @@ def local_model_dir(uri: str) -> str:
     return local
 
 
-def require_causal_lm(uri: str) -> None:
-    """A clear error, before any training, when ``uri`` is not a causal LM to tune."""
+def model_config(uri: str) -> dict[str, Any]:
+    """The model directory's ``config.json``; a clear error when there is none."""
     import json
 
     fs, path = storage.filesystem(storage.join(uri, "config.json"))
     if not fs.exists(path):
         raise InputError(f"{uri}: not a Hugging Face model directory (no config.json)")
     with fs.open(path, "rt") as fh:
-        architectures = json.load(fh).get("architectures") or []
+        return json.load(fh)
+
+
+def require_causal_lm(uri: str) -> None:
+    """A clear error, before any training, when ``uri`` is not a causal LM to tune."""
+    architectures = model_config(uri).get("architectures") or []
     if architectures and all("ForSequenceClassification" in a for a in architectures):
         raise InputError(
             f"{uri}: a sequence classifier ({architectures[0]}), not a causal LM: give the "
@@ -72,6 +77,13 @@ def load_tokenizer(model_uri: str, chat_template: str | None = None):
     from pipelines.pretrain.bpe import load_tokenizer as load
 
     tokenizer = load(model_uri)
+    config = model_config(model_uri)
+    vocab = config.get("vocab_size") or config.get("text_config", {}).get("vocab_size")
+    if vocab and len(tokenizer) > vocab:
+        raise InputError(
+            f"{model_uri}: the tokenizer has {len(tokenizer)} tokens but the model's vocabulary "
+            f"is {vocab}: the two are not a pair (give the tokenizer the model was trained with)"
+        )
     if chat_template:
         tokenizer.chat_template = read_chat_template(chat_template)
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
