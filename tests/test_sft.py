@@ -194,9 +194,12 @@ def test_sft_trains_on_conversations_end_to_end(ray_cluster, chat_model, tmp_pat
 
 
 @pytest.mark.ray
-def test_a_qwen2_base_model_gets_through_sft_with_a_stock_chatml_template(ray_cluster, tmp_path):
+def test_a_qwen2_base_model_gets_through_lora_sft_with_a_stock_chatml_template(
+    ray_cluster, tmp_path
+):
     """Bring your own model: another architecture, no chat template of its own, ChatML given
-    by --chat-template; the export keeps the architecture and the template."""
+    by --chat-template, LoRA adapters; the export is merged, keeps the architecture and the
+    template, and the adapter lies beside it."""
     import torch
     from tiny_chat import build_tokenizer
     from transformers import AutoConfig, AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
@@ -207,14 +210,14 @@ def test_a_qwen2_base_model_gets_through_sft_with_a_stock_chatml_template(ray_cl
     tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
     tokenizer.chat_template = None  # a base model: the template comes from the flag
     model_dir = tmp_path / "qwen2-base"
-    config = Qwen2Config(
-        vocab_size=len(tokenizer), hidden_size=128, num_attention_heads=2, num_key_value_heads=1,
+    save_tokenizer(tokenizer, str(model_dir))
+    config = Qwen2Config(  # a padded vocabulary, as real models have (Qwen2's adds a token)
+        vocab_size=len(tokenizer) + 14, hidden_size=128, num_attention_heads=2, num_key_value_heads=1,
         intermediate_size=256, num_hidden_layers=2, max_position_embeddings=256,
         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
     )  # fmt: skip
     torch.manual_seed(0)
     Qwen2ForCausalLM(config).save_pretrained(model_dir)
-    save_tokenizer(tokenizer, str(model_dir))
     template = Path(__file__).parent / "chat_templates" / "chatml_qwen2.jinja"
     records = [
         {"messages": [turn("user", f"Say the number {n}."), turn("assistant", f"{n}")]}
@@ -228,11 +231,18 @@ def test_a_qwen2_base_model_gets_through_sft_with_a_stock_chatml_template(ray_cl
         "sft.micro_batch=8",
         "sft.log_every=2",
     ]
-    overrides += ["sft.max_seq_len=256", "sft.lr=3e-3", "sft.warmup_steps=2", "sft.sample_tokens=0"]
-    cfg = load_config(None, overrides, {"sft.max_steps": 8, "sft.chat_template": str(template)})
+    overrides += ["sft.max_seq_len=256", "sft.lr=5e-3", "sft.warmup_steps=2", "sft.sample_tokens=0"]
+    flags = {"sft.max_steps": 16, "sft.chat_template": str(template), "sft.lora_r": 16}
+    cfg = load_config(None, overrides, flags)
     stats = sft.run(cfg, str(model_dir), [data], str(tmp_path / "run"))
-    assert stats["final_loss"] < stats["first_loss"] * 0.7
+    assert stats["final_loss"] < stats["first_loss"] * 0.9
     assert 0 < stats["mfu"] < 1  # FLOPs of this architecture, not Llama's formula
     final = tmp_path / "run" / "final"
     assert AutoConfig.from_pretrained(final).model_type == "qwen2"
     assert AutoTokenizer.from_pretrained(final).chat_template == template.read_text()
+    adapter = json.loads((tmp_path / "run" / "final-adapter" / "adapter_config.json").read_text())
+    assert adapter["r"] == 16
+    merged = Qwen2ForCausalLM.from_pretrained(final).state_dict()
+    base = Qwen2ForCausalLM.from_pretrained(model_dir).state_dict()
+    changed = {k for k in base if not torch.equal(base[k], merged[k])}
+    assert changed and all(k.endswith("_proj.weight") for k in changed)  # adapters, merged

@@ -37,10 +37,24 @@ def _post_training_args(formats: list[str], data_help: str, output_help: str):
             "--chat-template",
             metavar="FILE",
             help="Jinja chat template replacing the tokenizer's (stock templates work as they "
-            "are: no {% generation %} tags needed); the exported model keeps it",
+            "are: no {%% generation %%} tags needed); the exported model keeps it",
         )
 
     return add
+
+
+def _sft_args(p: argparse.ArgumentParser) -> None:
+    _post_training_args(
+        CHAT_FORMATS,
+        "conversations: chat messages, ShareGPT, Alpaca, Dolly, Self-Instruct, OpenAssistant "
+        "trees (best-ranked path), prompt/response; JSON or JSONL(.gz), local or s3://",
+        "RUNDIR/final (model + tokenizer), checkpoints/, metrics.jsonl, loss.png, stats.json",
+    )(p)
+    p.add_argument("--lora-r", type=int, metavar="R", help="LoRA rank: train adapters only")
+    p.add_argument("--lora-alpha", type=float, metavar="A", help="LoRA alpha (update = A/R)")
+    p.add_argument(
+        "--lora-targets", nargs="+", metavar="NAME", help="layers with adapters (all-linear)"
+    )
 
 
 def _sft(cfg: NatalConfig, args: argparse.Namespace) -> dict[str, Any]:
@@ -191,12 +205,7 @@ COMMANDS: list[Command] = [
     Command(
         "sft",
         "supervised fine-tuning on conversations (loss on assistant turns only)",
-        _post_training_args(
-            CHAT_FORMATS,
-            "conversations: chat messages, ShareGPT, Alpaca, Dolly, Self-Instruct, OpenAssistant "
-            "trees (best-ranked path), prompt/response; JSON or JSONL(.gz), local or s3://",
-            "RUNDIR/final (model + tokenizer), checkpoints/, metrics.jsonl, loss.png, stats.json",
-        ),
+        _sft_args,
         _sft,
         description=(
             "Render each conversation with the model's chat template, train on the assistant\n"
@@ -206,9 +215,17 @@ COMMANDS: list[Command] = [
             "longer than sft.max_seq_len: the start is kept and the cut counted. A rerun with\n"
             "the same --output resumes from the latest checkpoint.\n\n"
             "example:\n  natal sft --model runs/pretrain/final --data chats.jsonl dolly.jsonl \\\n"
-            "      --output runs/sft --max-steps 300"
+            "      --output runs/sft --max-steps 300\n"
+            "  natal sft --model ~/models/qwen2 --data chats.jsonl --output runs/lora \\\n"
+            "      --lora-r 16 --set sft.lr=2e-4   # adapters only: final/ merged, final-adapter/"
         ),
-        flags_to_config={"max_steps": "sft.max_steps", "chat_template": "sft.chat_template"},
+        flags_to_config={
+            "max_steps": "sft.max_steps",
+            "chat_template": "sft.chat_template",
+            "lora_r": "sft.lora_r",
+            "lora_alpha": "sft.lora_alpha",
+            "lora_targets": "sft.lora_targets",
+        },
     ),
     Command(
         "reward",

@@ -198,6 +198,15 @@ class SFTConfig(FinetuneConfig):
     sample_tokens: int = Field(
         48, ge=0, description="tokens of the sample answers (0: no sample, e.g. big models)"
     )
+    lora_r: int = Field(
+        0, ge=0, description="LoRA rank: adapters train, the base is frozen (0: full)"
+    )
+    lora_alpha: float = Field(16.0, gt=0, description="LoRA scale alpha (the update is alpha/r)")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the adapters' input")
+    lora_targets: list[str] = Field(
+        default_factory=lambda: ["all-linear"],
+        description="linear layers that get adapters, by name (q_proj, v_proj, ...) or all-linear",
+    )
 
 
 class RewardConfig(FinetuneConfig):

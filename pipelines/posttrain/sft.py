@@ -16,7 +16,7 @@ import torch
 from cluster.config import NatalConfig, SFTConfig
 from pipelines.data import storage
 from pipelines.data.stats import StageStats
-from pipelines.posttrain import finetune
+from pipelines.posttrain import finetune, lora
 from pipelines.posttrain.chat_data import RecordError, load_conversations
 from pipelines.posttrain.losses import IGNORE, lm_loss_sum
 from pipelines.posttrain.sft_data import (
@@ -47,7 +47,8 @@ class SFTTask(TrainTask):
         from transformers import AutoModelForCausalLM
 
         directory = finetune.local_model_dir(self.model_uri)
-        return AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
+        return lora.wrap(model, self.cfg)
 
     def initial_position(self) -> dict[str, Any]:
         return {"seen": 0}
@@ -87,7 +88,7 @@ class SFTTask(TrainTask):
         return flops_per_token(model, self.cfg.max_seq_len)
 
     def export(self, model, directory: str, ctx: WorkerContext) -> None:
-        model.save_pretrained(directory)
+        lora.export(model, directory, storage.join(ctx.run_dir, "final-adapter"))
         self.tokenizer.save_pretrained(directory)
 
 
@@ -168,6 +169,7 @@ def run(
     sft_cfg = cfg.sft
     stats = StageStats("sft")
     finetune.require_causal_lm(model)
+    lora.check_targets(finetune.local_model_dir(model), sft_cfg, "sft")
     with stats.timer("read"):
         conversations = load_conversations(data, fmt, stats)
         tokenizer = finetune.load_tokenizer(model, sft_cfg.chat_template)
