@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import torch
+from transformers import LlamaForCausalLM
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -36,7 +37,7 @@ from cluster.config import RuntimeConfig, load_config  # noqa: E402
 from cluster.runtime import ensure_ray  # noqa: E402
 from pipelines.pretrain import bpe, llama, tokenize  # noqa: E402
 from pipelines.pretrain.token_shards import ShardReader, read_index, sample_indices  # noqa: E402
-from pipelines.training.metrics import llama_flops_per_token, measure_peak_flops  # noqa: E402
+from pipelines.training.metrics import flops_per_token, measure_peak_flops  # noqa: E402
 from pipelines.training.optim import build_optimizer, warmup_cosine  # noqa: E402
 
 
@@ -177,7 +178,7 @@ def main() -> None:
     data, tok = (args.data, args.tokenizer) if args.data else build_data(work, args.seq_len)
     cfg = load_config(values=settings(args)).pretrain
     task = llama.CausalLMTask(data, tok, read_index(data), cfg)
-    flops = llama_flops_per_token(task.model_config(), int(task.index["seq_len"]))
+    flops = flops_per_token(LlamaForCausalLM(task.model_config()), int(task.index["seq_len"]))
     results = []
     for workers in (1, 2):
         torch.set_num_threads(workers)

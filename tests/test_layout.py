@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 from collections import defaultdict
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,46 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+@cache
+def top_level_names(path: Path) -> set[str]:
+    """What ``from module import name`` can find in a module: its definitions and imports."""
+    names: set[str] = set()
+    todo = list(ast.parse(path.read_text()).body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+        elif isinstance(node, ast.ImportFrom) and node.names[0].name == "*":
+            names |= top_level_names(MODULES[node.module]) if node.module in MODULES else set()
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, ast.If | ast.Try | ast.With):
+            todo += [*node.body, *getattr(node, "orelse", []), *getattr(node, "finalbody", [])]
+            todo += [n for handler in getattr(node, "handlers", []) for n in handler.body]
+    return names
+
+
+def missing_names(path: Path) -> list[str]:
+    """``from natal.module import name`` where the module defines no such name."""
+    missing = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module in MODULES:
+            defined = top_level_names(MODULES[node.module])
+            for alias in node.names:
+                full = f"{node.module}.{alias.name}"
+                if (
+                    alias.name != "*"
+                    and full not in MODULES
+                    and alias.name not in defined
+                    and "__getattr__" not in defined
+                ):
+                    missing.append(f"{path.relative_to(ROOT)}: {full}")
+    return missing
+
+
 def look_alike_key(name: str) -> str:
     """tokenize/tokenizer, reward/rewards, stage/stages read alike: one key for all of them."""
     key = name.replace("_", "").lower()
@@ -132,6 +173,11 @@ def test_every_import_points_down_the_layers():
     assert upward == []
 
 
+def test_every_imported_name_exists():
+    """A rename reaches every caller, benchmarks included (no test imports those)."""
+    assert [name for path in MODULES.values() for name in missing_names(path)] == []
+
+
 def test_no_two_modules_a_reader_could_mistake_for_each_other():
     """Module and package names of the product are distinct even after singular/plural, -er."""
     by_key = defaultdict(set)
@@ -148,6 +194,8 @@ def test_the_checks_catch_what_they_guard_against():
     assert look_alike_key("tokenize") == look_alike_key("tokenizer")
     assert look_alike_key("reward") == look_alike_key("rewards")
     assert look_alike_key("reward") != look_alike_key("reward_model")
+    assert "run" in top_level_names(MODULES["pipelines.pretrain.llama"])
+    assert "nothing_by_this_name" not in top_level_names(MODULES["pipelines.pretrain.llama"])
 
 
 @pytest.mark.parametrize("package", sorted(p for p in MODULES if MODULES[p].name == "__init__.py"))
