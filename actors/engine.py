@@ -51,6 +51,13 @@ def make_llm(
     for key, value in CPU_ENGINE_ENV.items():
         os.environ.setdefault(key, value)
     _hide_llvmlite_dunders()
+    if not on_gpu():
+        import torch._dynamo
+
+        # Eager means eager: vLLM still compiles a sampler helper (token ranks) with inductor,
+        # and on CPU the first request with logprobs waited ~18 s for that C++ build on a new
+        # machine (~2.5 s per engine after it, from the cache), for a kernel of microseconds.
+        torch._dynamo.config.disable = True
     from vllm import LLM
 
     return LLM(**engine_kwargs(model_dir, kv_cache_mb, max_model_len, **overrides))

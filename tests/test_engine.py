@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+import torch
 from tiny_model import build_tiny_model
 
 from actors.engine import engine_kwargs, make_llm
@@ -20,8 +21,10 @@ def test_engine_starts_in_a_process_that_loaded_numba_kernels(tmp_path) -> None:
     from vllm import SamplingParams
 
     llm = make_llm(str(build_tiny_model(tmp_path / "tiny")), kv_cache_mb=32, max_model_len=128)
-    (out,) = llm.generate([[5, 6, 7]], SamplingParams(max_tokens=4, temperature=0), use_tqdm=False)
-    assert len(out.outputs[0].token_ids) == 4
+    params = SamplingParams(max_tokens=4, temperature=0, logprobs=0)  # as the rollouts ask
+    (out,) = llm.generate([[5, 6, 7]], params, use_tqdm=False)
+    assert len(out.outputs[0].token_ids) == len(out.outputs[0].logprobs) == 4
+    assert torch._dynamo.config.disable  # no inductor build of vLLM's sampler helpers on CPU
     # and the kernels still work afterwards
     assert (minhash.signatures(["one two three four five six"], 5, a, b) != minhash.EMPTY).all()
 
