@@ -63,11 +63,9 @@ class ActorGroup:
             cfg.reward_fn_weight,
             search_path=[p for p in sys.path if p and os.path.isdir(p)],
         )
-        critic = os.path.join(self.checkpoint, "critic") if self.checkpoint else None
-        critic = critic if cfg.algo == "ppo" else None
         learner_cls = learner_actor(cfg.learner_cpus, gpu)
         self.learners = [
-            learner_cls.remote(self.policy_dir, cfg, critic, self.reference_dir)
+            learner_cls.remote(self.reference_dir, cfg, self.checkpoint)
             for _ in range(cfg.learners)
         ]
         master = self._get(self.learners[0].address.remote(), "learner 0")

@@ -1,5 +1,8 @@
 """Learner actor: the policy (and PPO's critic) being trained, plus a frozen reference.
 
+With LoRA (``rlhf.lora_r``) policy and critic train adapters only and the reference is the
+policy's own base with its adapters off, so the learner holds one copy of the model.
+
 Several learners train data-parallel: they form a torch.distributed group among themselves
 (gloo on CPU, nccl on GPU) and wrap the policy in DDP, so gradients are averaged across the
 shards of each step's samples. Rank 0 hands the new weights to the rollout engines.
@@ -19,6 +22,7 @@ import torch
 
 from actors import algorithms as alg
 from cluster.config import RLHFConfig
+from pipelines.posttrain import lora
 from pipelines.posttrain.losses import token_logprobs
 
 
@@ -57,40 +61,56 @@ def pad_batch(samples: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Ten
     return {"input_ids": input_ids, "attention_mask": attention, "mask": mask}
 
 
+def trainable(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """What the optimizer holds state for: everything, or only the adapters with LoRA."""
+    return [p for p in model.parameters() if p.requires_grad]
+
+
 class LearnerWorker:
     """One data-parallel learner; wrapped as a Ray actor by :func:`learner_actor`."""
 
-    def __init__(
-        self,
-        policy_dir: str,
-        cfg: RLHFConfig,
-        critic_dir: str | None = None,
-        reference_dir: str | None = None,
-    ):
-        """``reference_dir``: the frozen reference (default: the policy's starting weights)."""
+    def __init__(self, policy_dir: str, cfg: RLHFConfig, checkpoint: str | None = None):
+        """``policy_dir``: the run's starting policy, which is also the frozen reference;
+        ``checkpoint``: a directory :meth:`save` wrote, to continue from (weights only: the
+        optimizer comes with :meth:`load_optimizer`)."""
         from transformers import AutoModelForCausalLM, AutoModelForTokenClassification
 
         self.cfg = cfg
         torch.manual_seed(self.cfg.seed)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         load = {"dtype": torch.float32}
-        self.policy = AutoModelForCausalLM.from_pretrained(policy_dir, **load).to(self.device)
-        self.reference = AutoModelForCausalLM.from_pretrained(
-            reference_dir or policy_dir, **load
-        ).to(self.device)
-        self.reference.requires_grad_(False).eval()
+        part = (lambda name: os.path.join(checkpoint, name)) if checkpoint else (lambda _: None)
+        if cfg.lora_r:
+            # adapters on the starting weights: with them off, the policy is the reference
+            self.policy = lora.wrap(
+                AutoModelForCausalLM.from_pretrained(policy_dir, **load),
+                cfg,
+                adapter_dir=part("policy-adapter"),
+            ).to(self.device)
+            self.reference = None
+        else:
+            self.policy = AutoModelForCausalLM.from_pretrained(
+                part("policy") or policy_dir, **load
+            ).to(self.device)
+            self.reference = AutoModelForCausalLM.from_pretrained(policy_dir, **load).to(
+                self.device
+            )
+            self.reference.requires_grad_(False).eval()
         self.critic = None
         if self.cfg.algo == "ppo":
-            self.critic = AutoModelForTokenClassification.from_pretrained(
-                critic_dir or policy_dir, num_labels=1, **load
-            ).to(self.device)
+            critic_base = policy_dir if cfg.lora_r else part("critic") or policy_dir
+            critic = AutoModelForTokenClassification.from_pretrained(
+                critic_base, num_labels=1, **load
+            )
+            adapter = part("critic-adapter")
+            self.critic = lora.wrap(critic, cfg, "TOKEN_CLS", adapter).to(self.device)
         self.pad_id = self.policy.config.pad_token_id or 0
         self.rank, self.world = 0, 1
         self.model = self.policy  # DDP-wrapped once the group is formed
         self.critic_model = self.critic
-        self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=self.cfg.lr)
+        self.optimizer = torch.optim.AdamW(trainable(self.policy), lr=self.cfg.lr)
         self.critic_optimizer = (
-            torch.optim.AdamW(self.critic.parameters(), lr=self.cfg.critic_lr)
+            torch.optim.AdamW(trainable(self.critic), lr=self.cfg.critic_lr)
             if self.critic is not None
             else None
         )
@@ -131,6 +151,17 @@ class LearnerWorker:
         logits = out.logits[:, :-1] / self.cfg.temperature
         return token_logprobs(logits, batch["input_ids"][:, 1:]), logits
 
+    def _reference_logprobs(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.reference is not None:
+            return self._logprobs(self.reference, batch)[0]
+        training = self.policy.training
+        self.policy.eval()  # no dropout in the reference, as in the frozen copy
+        try:
+            with lora.adapters_off(self.policy):
+                return self._logprobs(self.policy, batch)[0]
+        finally:
+            self.policy.train(training)
+
     def _step_counts(self, mask: torch.Tensor, parts: list[torch.Tensor]) -> torch.Tensor:
         """Per minibatch: the loss normalizer and the token count, summed over all learners."""
         counts = torch.tensor(
@@ -166,7 +197,7 @@ class LearnerWorker:
         counts = self._step_counts(mask.cpu(), parts)
         with torch.no_grad():
             old_logp, _ = self._logprobs(self.policy, batch)
-            ref_logp, _ = self._logprobs(self.reference, batch)
+            ref_logp = self._reference_logprobs(batch)
             rollout_logp = torch.zeros_like(old_logp)
             for b, sample in enumerate(samples):
                 start = len(sample["prompt_ids"]) - 1
@@ -234,9 +265,14 @@ class LearnerWorker:
 
     # --- weights ----------------------------------------------------------------------------
 
+    def policy_state(self) -> dict[str, torch.Tensor]:
+        """What the rollout engines load: the policy under its Hugging Face names, with LoRA
+        adapters merged (the engines run the plain architecture)."""
+        return lora.merged_state(self.policy)
+
     def state_numpy(self) -> dict[str, np.ndarray]:
         """The policy's weights as numpy arrays (the cheapest form through the object store)."""
-        return {k: v.detach().cpu().numpy() for k, v in self.policy.state_dict().items()}
+        return {k: v.detach().cpu().numpy() for k, v in self.policy_state().items()}
 
     def open_weight_group(
         self, host: str, port: int, world: int, backend: str, timeout_s: float
@@ -250,14 +286,14 @@ class LearnerWorker:
     def weight_spec(self) -> list[tuple[str, tuple[int, ...], str]]:
         from actors.weights import state_spec
 
-        return state_spec(self.policy.state_dict())
+        return state_spec(self.policy_state())
 
     def broadcast_weights(self) -> float:
         """Send the policy to every rollout actor of the group; returns seconds."""
         from actors.weights import send_state
 
         started = time.perf_counter()
-        send_state(self.weight_group, self.policy.state_dict(), self.device)
+        send_state(self.weight_group, self.policy_state(), self.device)
         return time.perf_counter() - started
 
     def greedy(self, prompts: list[list[int]], max_new_tokens: int) -> list[list[int]]:
@@ -275,9 +311,11 @@ class LearnerWorker:
         return answers
 
     def save(self, directory: str, tokenizer_dir: str | None = None) -> str:
-        """Write the policy (HF dir), the critic and the optimizer states under ``directory``."""
+        """Write the policy (HF dir, adapters merged: what rollouts and users load), the critic,
+        the optimizer states and, with LoRA, the adapters alone under ``directory``."""
         os.makedirs(directory, exist_ok=True)
-        self.policy.save_pretrained(os.path.join(directory, "policy"))
+        lora.save_merged(self.policy, os.path.join(directory, "policy"))
+        lora.save_adapter(self.policy, os.path.join(directory, "policy-adapter"))
         if tokenizer_dir:
             from transformers import AutoTokenizer
 
@@ -286,7 +324,8 @@ class LearnerWorker:
             )
         state = {"optimizer": self.optimizer.state_dict()}
         if self.critic is not None:
-            self.critic.save_pretrained(os.path.join(directory, "critic"))
+            lora.save_merged(self.critic, os.path.join(directory, "critic"))
+            lora.save_adapter(self.critic, os.path.join(directory, "critic-adapter"))
             state["critic_optimizer"] = self.critic_optimizer.state_dict()
         torch.save(state, os.path.join(directory, "optimizer.pt"))
         return directory

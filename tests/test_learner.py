@@ -12,7 +12,7 @@ import torch
 import torch.multiprocessing as mp
 from tiny_model import build_tiny_model
 
-from actors.learner import LearnerWorker, learner_actor, minibatch_count
+from actors.learner import LearnerWorker, learner_actor, minibatch_count, pad_batch
 from actors.pool import split
 from cluster.config import RLHFConfig
 
@@ -25,7 +25,8 @@ def policy(tmp_path_factory):
 
 
 def samples(count: int, seed: int) -> list[dict]:
-    """Rollout-shaped samples: prompt and response ids, sampled logprobs, an advantage."""
+    """Rollout-shaped samples: prompt and response ids, sampled logprobs, an advantage (GRPO)
+    or a score (PPO)."""
     rng = random.Random(seed)
     rows = []
     for i in range(count):
@@ -36,13 +37,15 @@ def samples(count: int, seed: int) -> list[dict]:
                 "response_ids": response,
                 "logprobs": [-2.0] * len(response),
                 "advantage": 1.0 if i % 2 else -1.0,
+                "score": float(i % 3),
             }
         )
     return rows
 
 
 def params(worker: LearnerWorker) -> torch.Tensor:
-    return torch.cat([p.detach().flatten() for p in worker.policy.parameters()])
+    """The policy the rollouts get (adapters merged with LoRA)."""
+    return torch.cat([v.detach().flatten() for _, v in sorted(worker.policy_state().items())])
 
 
 def test_minibatch_count_is_what_the_largest_shard_needs():
@@ -51,22 +54,25 @@ def test_minibatch_count_is_what_the_largest_shard_needs():
     assert minibatch_count([1, 0], 4) == 1
 
 
-def test_a_resumed_learner_matches_an_uninterrupted_one(policy, tmp_path):
-    """3 steps, save, a new learner from the checkpoint, 3 more == 6 straight (fp32)."""
+@pytest.mark.parametrize(("algo", "lora_r"), [("grpo", 0), ("grpo", 8), ("ppo", 8)])
+def test_a_resumed_learner_matches_an_uninterrupted_one(policy, tmp_path, algo, lora_r):
+    """3 steps, save, a new learner from the checkpoint, 3 more == 6 straight (fp32); with
+    LoRA the adapters (and PPO's critic adapter and head) come back from the checkpoint."""
+    settings = SETTINGS.model_copy(update={"algo": algo, "lora_r": lora_r})
+    if lora_r:
+        settings = settings.model_copy(update={"lr": 3e-2, "critic_lr": 3e-2})
     batches = [samples(6, seed) for seed in range(6)]
-    straight = LearnerWorker(policy, SETTINGS)
+    straight = LearnerWorker(policy, settings)
     for batch in batches:
         straight.train_step(batch)
 
-    first = LearnerWorker(policy, SETTINGS)
+    first = LearnerWorker(policy, settings)
     for batch in batches[:3]:
         first.train_step(batch)
     first.save(str(tmp_path / "ckpt"))
-    resumed = LearnerWorker(str(tmp_path / "ckpt" / "policy"), SETTINGS, reference_dir=policy)
+    resumed = LearnerWorker(policy, settings, checkpoint=str(tmp_path / "ckpt"))
     resumed.load_optimizer(str(tmp_path / "ckpt"))
-    fresh_optimizer = LearnerWorker(
-        str(tmp_path / "ckpt" / "policy"), SETTINGS, reference_dir=policy
-    )
+    fresh_optimizer = LearnerWorker(policy, settings, checkpoint=str(tmp_path / "ckpt"))
     for batch in batches[3:]:
         resumed.train_step(batch)
         fresh_optimizer.train_step(batch)
@@ -75,6 +81,34 @@ def test_a_resumed_learner_matches_an_uninterrupted_one(policy, tmp_path):
     assert (params(resumed) - params(straight)).abs().max().item() < tolerance
     # the test can tell: dropping Adam's moments moves the weights by far more than that
     assert (params(fresh_optimizer) - params(straight)).abs().max().item() > 100 * tolerance
+
+
+def test_a_lora_learner_holds_one_model_whose_base_is_the_reference(policy, tmp_path):
+    """Adapters train, the base stays bit-for-bit, adapters-off is the starting policy (KL
+    starts at 0 and grows), and a checkpoint holds the merged policy plus the adapter."""
+    from transformers import AutoConfig
+
+    worker = LearnerWorker(policy, SETTINGS.model_copy(update={"lora_r": 8, "lr": 3e-2}))
+    assert worker.reference is None
+    start = LearnerWorker(policy, SETTINGS)  # full fine-tuning: a separate frozen copy
+    trainable = sum(p.numel() for p in worker.policy.parameters() if p.requires_grad)
+    assert trainable < 0.1 * sum(p.numel() for p in worker.policy.parameters())
+    frozen = {n: p.clone() for n, p in worker.policy.named_parameters() if not p.requires_grad}
+    rows = [worker.train_step(samples(4, seed)) for seed in range(3)]  # one minibatch each
+    assert rows[0]["kl"] == pytest.approx(0, abs=1e-6) and rows[-1]["kl"] > 1e-4
+    assert all(
+        torch.equal(p, frozen[n]) for n, p in worker.policy.named_parameters() if n in frozen
+    )
+    batch = pad_batch(samples(4, 9), 0)
+    with torch.no_grad():
+        expected = start._logprobs(start.reference, batch)[0]
+        assert torch.allclose(worker._reference_logprobs(batch), expected, atol=1e-6)
+        assert not torch.allclose(worker._logprobs(worker.policy, batch)[0], expected, atol=1e-3)
+    state = worker.policy_state()
+    assert set(state) == set(start.policy.state_dict())  # plain names: what vLLM loads
+    worker.save(str(tmp_path / "ckpt"))
+    assert AutoConfig.from_pretrained(tmp_path / "ckpt" / "policy").model_type == "llama"
+    assert (tmp_path / "ckpt" / "policy-adapter" / "adapter_config.json").exists()
 
 
 def test_two_learners_with_uneven_shards_take_the_same_steps(ray_cluster, policy):

@@ -85,6 +85,26 @@ def test_chat_template_flag_replaces_the_tokenizers_template(chat_model, tmp_pat
         finetune.load_tokenizer(chat_model, str(tmp_path / "nope.jinja"))
 
 
+@pytest.mark.parametrize("stage", ["sft", "reward", "dpo", "rlhf"])
+def test_every_tuning_stage_takes_the_lora_and_checkpointing_flags(stage):
+    inputs = (
+        ["--policy", "m", "--prompts", "x"] if stage == "rlhf" else ["--model", "m", "--data", "x"]
+    )
+    args = cli.build_parser().parse_args(
+        [stage, *inputs, "--output", "o", "--lora-r", "16"]
+        + ["--lora-alpha", "32", "--lora-dropout", "0.05", "--lora-targets", "q_proj", "v_proj"]
+    )
+    section = getattr(load_config(None, [], cli.config_values(args._command, args)), stage)
+    assert (section.lora_r, section.lora_alpha, section.lora_dropout) == (16, 32.0, 0.05)
+    assert section.lora_targets == ["q_proj", "v_proj"]
+    if stage != "rlhf":
+        assert not section.activation_checkpointing  # not given: the config's value
+        flag = [*inputs, "--output", "o", "--gradient-checkpointing"]
+        args = cli.build_parser().parse_args([stage, *flag])
+        section = getattr(load_config(None, [], cli.config_values(args._command, args)), stage)
+        assert section.activation_checkpointing
+
+
 def test_a_reward_model_as_policy_and_a_tokenizer_without_pad_are_handled(
     chat_model, tmp_path, capsys
 ):
@@ -201,24 +221,10 @@ def test_a_qwen2_base_model_gets_through_lora_sft_with_a_stock_chatml_template(
     by --chat-template, LoRA adapters; the export is merged, keeps the architecture and the
     template, and the adapter lies beside it."""
     import torch
-    from tiny_chat import build_tokenizer
-    from transformers import AutoConfig, AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+    from tiny_chat import CHATML, build_qwen2_chat_model
+    from transformers import AutoConfig, AutoTokenizer, Qwen2ForCausalLM
 
-    from pipelines.pretrain.bpe import save_tokenizer
-
-    tokenizer = build_tokenizer()
-    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
-    tokenizer.chat_template = None  # a base model: the template comes from the flag
-    model_dir = tmp_path / "qwen2-base"
-    save_tokenizer(tokenizer, str(model_dir))
-    config = Qwen2Config(  # a padded vocabulary, as real models have (Qwen2's adds a token)
-        vocab_size=len(tokenizer) + 14, hidden_size=128, num_attention_heads=2, num_key_value_heads=1,
-        intermediate_size=256, num_hidden_layers=2, max_position_embeddings=256,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    Qwen2ForCausalLM(config).save_pretrained(model_dir)
-    template = Path(__file__).parent / "chat_templates" / "chatml_qwen2.jinja"
+    model_dir = build_qwen2_chat_model(tmp_path / "qwen2-base")
     records = [
         {"messages": [turn("user", f"Say the number {n}."), turn("assistant", f"{n}")]}
         for n in range(21)
@@ -232,14 +238,15 @@ def test_a_qwen2_base_model_gets_through_lora_sft_with_a_stock_chatml_template(
         "sft.log_every=2",
     ]
     overrides += ["sft.max_seq_len=256", "sft.lr=5e-3", "sft.warmup_steps=2", "sft.sample_tokens=0"]
-    flags = {"sft.max_steps": 16, "sft.chat_template": str(template), "sft.lora_r": 16}
+    flags = {"sft.max_steps": 16, "sft.chat_template": str(CHATML), "sft.lora_r": 16}
+    flags["sft.activation_checkpointing"] = True  # with frozen base weights too
     cfg = load_config(None, overrides, flags)
     stats = sft.run(cfg, str(model_dir), [data], str(tmp_path / "run"))
     assert stats["final_loss"] < stats["first_loss"] * 0.9
     assert 0 < stats["mfu"] < 1  # FLOPs of this architecture, not Llama's formula
     final = tmp_path / "run" / "final"
     assert AutoConfig.from_pretrained(final).model_type == "qwen2"
-    assert AutoTokenizer.from_pretrained(final).chat_template == template.read_text()
+    assert AutoTokenizer.from_pretrained(final).chat_template == CHATML.read_text()
     adapter = json.loads((tmp_path / "run" / "final-adapter" / "adapter_config.json").read_text())
     assert adapter["r"] == 16
     merged = Qwen2ForCausalLM.from_pretrained(final).state_dict()

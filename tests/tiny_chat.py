@@ -30,3 +30,29 @@ def build_chat_model(out_dir: str | Path, tokenizer=None, hidden: int = 64, seed
         out_dir, seed=seed, hidden_size=hidden, tokenizer=tokenizer, num_heads=4, kv_heads=4
     )
     return str(model)
+
+
+CHATML = Path(__file__).parent / "chat_templates" / "chatml_qwen2.jinja"
+
+
+def build_qwen2_chat_model(out_dir: str | Path, template: bool = False) -> str:
+    """A random-init Qwen2ForCausalLM (head_dim 64, as vLLM's CPU attention needs) with
+    ChatML special tokens: a base model without a chat template, or with the stock ChatML one
+    (``template``), the way a user's own model arrives."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from pipelines.pretrain.bpe import save_tokenizer
+
+    tokenizer = build_tokenizer()
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tokenizer.chat_template = CHATML.read_text() if template else None
+    save_tokenizer(tokenizer, str(out_dir))
+    config = Qwen2Config(  # a padded vocabulary, as real models have (Qwen2's adds a token)
+        vocab_size=len(tokenizer) + 14, hidden_size=128, num_attention_heads=2, num_key_value_heads=1,
+        intermediate_size=256, num_hidden_layers=2, max_position_embeddings=256,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    Qwen2ForCausalLM(config).save_pretrained(out_dir)
+    return str(out_dir)

@@ -22,6 +22,31 @@ CHAT_FORMATS = [
 PAIR_FORMATS = ["hh_rlhf", "llamafactory", "prompt_pairs", "chat_pairs", "rating_export", "oasst"]
 
 
+def _lora_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lora-r", type=int, metavar="R", help="LoRA rank: train adapters only")
+    p.add_argument("--lora-alpha", type=float, metavar="A", help="LoRA alpha (update = A/R)")
+    p.add_argument("--lora-dropout", type=float, metavar="P", help="dropout on adapter inputs")
+    p.add_argument(
+        "--lora-targets", nargs="+", metavar="NAME", help="layers with adapters (all-linear)"
+    )
+
+
+def _lora_flags(section: str) -> dict[str, str]:
+    """--lora-* flags → ``SECTION.lora_*`` keys."""
+    keys = ("lora_r", "lora_alpha", "lora_dropout", "lora_targets")
+    return {key: f"{section}.{key}" for key in keys}
+
+
+def _post_training_flags(section: str) -> dict[str, str]:
+    """What :func:`_post_training_args` adds → ``SECTION.*`` keys (sft, reward, dpo)."""
+    return {
+        "max_steps": f"{section}.max_steps",
+        "chat_template": f"{section}.chat_template",
+        "gradient_checkpointing": f"{section}.activation_checkpointing",
+        **_lora_flags(section),
+    }
+
+
 def _post_training_args(formats: list[str], data_help: str, output_help: str):
     def add(p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -39,6 +64,13 @@ def _post_training_args(formats: list[str], data_help: str, output_help: str):
             help="Jinja chat template replacing the tokenizer's (stock templates work as they "
             "are: no {%% generation %%} tags needed); the exported model keeps it",
         )
+        p.add_argument(
+            "--gradient-checkpointing",
+            action="store_const",
+            const=True,
+            help="recompute activations in the backward pass: less memory, ~30%% more compute",
+        )
+        _lora_args(p)
 
     return add
 
@@ -50,11 +82,6 @@ def _sft_args(p: argparse.ArgumentParser) -> None:
         "trees (best-ranked path), prompt/response; JSON or JSONL(.gz), local or s3://",
         "RUNDIR/final (model + tokenizer), checkpoints/, metrics.jsonl, loss.png, stats.json",
     )(p)
-    p.add_argument("--lora-r", type=int, metavar="R", help="LoRA rank: train adapters only")
-    p.add_argument("--lora-alpha", type=float, metavar="A", help="LoRA alpha (update = A/R)")
-    p.add_argument(
-        "--lora-targets", nargs="+", metavar="NAME", help="layers with adapters (all-linear)"
-    )
 
 
 def _sft(cfg: NatalConfig, args: argparse.Namespace) -> dict[str, Any]:
@@ -96,6 +123,7 @@ def _rlhf_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--group-size", type=int, metavar="G", help="answers per prompt")
     p.add_argument("--max-new-tokens", type=int, metavar="T", help="answer length cap")
     p.add_argument("--rollout-actors", type=int, metavar="K", help="vLLM engines")
+    _lora_args(p)
 
 
 def _rlhf(cfg: NatalConfig, args: argparse.Namespace) -> dict[str, Any]:
@@ -219,13 +247,7 @@ COMMANDS: list[Command] = [
             "  natal sft --model ~/models/qwen2 --data chats.jsonl --output runs/lora \\\n"
             "      --lora-r 16 --set sft.lr=2e-4   # adapters only: final/ merged, final-adapter/"
         ),
-        flags_to_config={
-            "max_steps": "sft.max_steps",
-            "chat_template": "sft.chat_template",
-            "lora_r": "sft.lora_r",
-            "lora_alpha": "sft.lora_alpha",
-            "lora_targets": "sft.lora_targets",
-        },
+        flags_to_config=_post_training_flags("sft"),
     ),
     Command(
         "reward",
@@ -238,14 +260,15 @@ COMMANDS: list[Command] = [
         ),
         _reward,
         description=(
-            "Train LlamaForSequenceClassification (one output) initialized from --model with\n"
-            "-log sigmoid(r_chosen - r_rejected - reward.margin). Ranked lists become every\n"
-            "ordered pair (ties skipped). Identical or empty pairs are counted and skipped.\n"
-            "Reports held-out pairwise accuracy in RUNDIR/eval.json.\n\n"
+            "Train a one-output sequence classifier of --model's architecture, initialized from\n"
+            "it, with -log sigmoid(r_chosen - r_rejected - reward.margin). Ranked lists become\n"
+            "every ordered pair (ties skipped). Identical or empty pairs are counted and skipped.\n"
+            "Reports held-out pairwise accuracy in RUNDIR/eval.json. With --lora-r the adapters\n"
+            "and the new score head train; RUNDIR/final is merged, RUNDIR/final-adapter beside.\n\n"
             "example:\n  natal reward --model runs/sft/final --data ratings.jsonl hh-rlhf.jsonl.gz \\\n"
             "      --output runs/reward --max-steps 200"
         ),
-        flags_to_config={"max_steps": "reward.max_steps", "chat_template": "reward.chat_template"},
+        flags_to_config=_post_training_flags("reward"),
     ),
     Command(
         "dpo",
@@ -259,11 +282,12 @@ COMMANDS: list[Command] = [
         description=(
             "The offline alternative to natal rlhf: the policy starts from --model, a frozen\n"
             "copy is the reference, loss -log sigmoid(beta * (chosen - rejected log-ratio)).\n"
-            "Logs the implicit-reward margin and accuracy on training and held-out pairs.\n\n"
+            "Logs the implicit-reward margin and accuracy on training and held-out pairs.\n"
+            "With --lora-r the reference is the policy's own base, adapters off (one copy).\n\n"
             "example:\n  natal dpo --model runs/sft/final --data pairs.jsonl --output runs/dpo \\\n"
             "      --set dpo.beta=0.1"
         ),
-        flags_to_config={"max_steps": "dpo.max_steps", "chat_template": "dpo.chat_template"},
+        flags_to_config=_post_training_flags("dpo"),
     ),
     Command(
         "rlhf",
@@ -275,7 +299,9 @@ COMMANDS: list[Command] = [
             "actor scores them (a reward model from natal reward and/or rules module:function),\n"
             "learner actors update the policy data-parallel, and the new weights go back to the\n"
             "engines through the object store. Resumes from RUNDIR/checkpoints; writes\n"
-            "RUNDIR/final, metrics.jsonl (reward_mean, kl, time split per step) and rlhf.png.\n\n"
+            "RUNDIR/final, metrics.jsonl (reward_mean, kl, time split per step) and rlhf.png.\n"
+            "With --lora-r the learners train adapters, the reference is the adapters-off base,\n"
+            "the engines get merged weights; RUNDIR/final-adapter holds the adapter.\n\n"
             "examples:\n  natal rlhf --policy runs/sft/final --prompts prompts.jsonl --output runs/rlhf \\\n"
             "      --reward-fn pipelines.rl.verifiers:arithmetic_exact_match --algo grpo --steps 50\n"
             "  natal rlhf --policy runs/sft/final --prompts prompts.jsonl --output runs/ppo \\\n"
@@ -289,6 +315,7 @@ COMMANDS: list[Command] = [
             "group_size": "rlhf.group_size",
             "max_new_tokens": "rlhf.max_new_tokens",
             "rollout_actors": "rlhf.rollout_actors",
+            **_lora_flags("rlhf"),
         },
     ),
 ]

@@ -87,7 +87,21 @@ class PretrainConfig(TrainingConfig):
     sample_prompt: str = Field("The", description="text the run continues at the end")
 
 
-class RLHFConfig(Section):
+class LoRASection(Section):
+    """LoRA adapters (pipelines/posttrain/lora.py): the same keys in every stage that tunes."""
+
+    lora_r: int = Field(
+        0, ge=0, description="LoRA rank: adapters train, the base is frozen (0: full)"
+    )
+    lora_alpha: float = Field(16.0, gt=0, description="LoRA scale alpha (the update is alpha/r)")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the adapters' input")
+    lora_targets: list[str] = Field(
+        default_factory=lambda: ["all-linear"],
+        description="linear layers that get adapters, by name (q_proj, v_proj, ...) or all-linear",
+    )
+
+
+class RLHFConfig(LoRASection):
     """``natal rlhf``: rollout actors (vLLM), a reward actor, learner actors, weight sync."""
 
     algo: Literal["grpo", "ppo", "rloo"] = Field("grpo", description="advantage estimator")
@@ -164,7 +178,7 @@ class RLHFConfig(Section):
         return value
 
 
-class FinetuneConfig(TrainingConfig):
+class FinetuneConfig(LoRASection, TrainingConfig):
     """Fine-tuning's schedule: short, gentle, no weight decay (SFT, reward model, DPO)."""
 
     lr: float = Field(1e-4, gt=0, description="peak learning rate")
@@ -197,15 +211,6 @@ class SFTConfig(FinetuneConfig):
     )
     sample_tokens: int = Field(
         48, ge=0, description="tokens of the sample answers (0: no sample, e.g. big models)"
-    )
-    lora_r: int = Field(
-        0, ge=0, description="LoRA rank: adapters train, the base is frozen (0: full)"
-    )
-    lora_alpha: float = Field(16.0, gt=0, description="LoRA scale alpha (the update is alpha/r)")
-    lora_dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the adapters' input")
-    lora_targets: list[str] = Field(
-        default_factory=lambda: ["all-linear"],
-        description="linear layers that get adapters, by name (q_proj, v_proj, ...) or all-linear",
     )
 
 

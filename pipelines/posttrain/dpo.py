@@ -1,10 +1,12 @@
 """``natal dpo``: direct preference optimization, the offline alternative to the RLHF loop.
 
-The policy starts as a copy of ``model``; a frozen copy is the reference. Each pair's
+The policy starts as a copy of ``model``; a frozen copy is the reference (with LoRA, the
+policy's own base with its adapters off: one copy in memory). Each pair's
 implicit reward is β·(log π(y|x) − log π_ref(y|x)) summed over the response tokens; the loss
 pushes the chosen one above the rejected one (:func:`pipelines.posttrain.losses.dpo_loss`). Metrics:
 the implicit-reward margin and accuracy, on training batches and held-out pairs. Same data
-adapters as the reward model. Writes ``RUNDIR/final`` (model + tokenizer).
+adapters as the reward model. Writes ``RUNDIR/final`` (model + tokenizer; merged) and, with
+LoRA, ``RUNDIR/final-adapter``.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from typing import Any
 import torch
 
 from cluster.config import DPOConfig, NatalConfig
+from pipelines.data import storage
 from pipelines.data.stats import StageStats
-from pipelines.posttrain import finetune
+from pipelines.posttrain import finetune, lora
 from pipelines.posttrain.losses import dpo_loss, sequence_logprob
 from pipelines.posttrain.sft_data import model_inputs
 from pipelines.training.loop import WorkerContext
@@ -37,11 +40,25 @@ def pair_logprobs(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, 
     return logprobs[:half], logprobs[half:]
 
 
+def reference_logprobs(reference, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`pair_logprobs` under the frozen reference: a model, or a LoRA policy whose
+    base (adapters off) is the reference."""
+    if not lora.is_lora(reference):
+        with torch.no_grad():
+            return pair_logprobs(reference, batch)
+    training = reference.training
+    reference.eval()  # no dropout in the reference, as in the frozen copy
+    try:
+        with torch.no_grad(), lora.adapters_off(reference):
+            return pair_logprobs(reference, batch)
+    finally:
+        reference.train(training)
+
+
 def dpo_metrics(policy, reference, batch, cfg: DPOConfig) -> dict[str, torch.Tensor]:
     """DPO loss, rewards, margin and accuracy of one pair batch."""
     policy_chosen, policy_rejected = pair_logprobs(policy, batch)
-    with torch.no_grad():
-        reference_chosen, reference_rejected = pair_logprobs(reference, batch)
+    reference_chosen, reference_rejected = reference_logprobs(reference, batch)
     return dpo_loss(
         policy_chosen,
         policy_rejected,
@@ -60,6 +77,9 @@ class DPOTask(finetune.PairTask):
         self.reference: torch.nn.Module | None = None
 
     def build_model(self, ctx: WorkerContext) -> torch.nn.Module:
+        if self.cfg.lora_r:  # the policy's own base is the reference: no second copy
+            self.reference = lora.wrap(load_policy(self.model_uri), self.cfg)
+            return self.reference
         self.reference = load_policy(self.model_uri).to(ctx.device).eval().requires_grad_(False)
         return load_policy(self.model_uri)
 
@@ -100,7 +120,7 @@ class DPOTask(finetune.PairTask):
         return flops_per_token(model, self.cfg.max_seq_len) * 4 / 3
 
     def export(self, model, directory: str, ctx: WorkerContext) -> None:
-        model.save_pretrained(directory)
+        lora.export(model, directory, storage.join(ctx.run_dir, "final-adapter"))
         self.tokenizer.save_pretrained(directory)
 
 
@@ -110,7 +130,7 @@ def run(
     """DPO-tune ``model`` on the preference files in ``data``; the final model is RUNDIR/final."""
     dpo_cfg = cfg.dpo
     stats = StageStats("dpo")
-    finetune.require_causal_lm(model)
+    lora.check_targets(finetune.require_causal_lm(model), dpo_cfg, "dpo", model)
     tokenizer, train, val = finetune.preference_splits(dpo_cfg, model, data, fmt, stats)
     task = DPOTask(model, tokenizer, train, val, dpo_cfg)
     return finetune.train(task, cfg, dpo_cfg, output, stats, after=lambda s: last_eval(output))

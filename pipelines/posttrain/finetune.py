@@ -52,14 +52,16 @@ def model_config(uri: str) -> dict[str, Any]:
         return json.load(fh)
 
 
-def require_causal_lm(uri: str) -> None:
-    """A clear error, before any training, when ``uri`` is not a causal LM to tune."""
-    architectures = model_config(uri).get("architectures") or []
+def require_causal_lm(uri: str) -> dict[str, Any]:
+    """``uri``'s config; a clear error, before any training, when it is not a causal LM."""
+    config = model_config(uri)
+    architectures = config.get("architectures") or []
     if architectures and all("ForSequenceClassification" in a for a in architectures):
         raise InputError(
             f"{uri}: a sequence classifier ({architectures[0]}), not a causal LM: give the "
             "model it was trained from (a reward model scores answers, it cannot write them)"
         )
+    return config
 
 
 def read_chat_template(uri: str) -> str:

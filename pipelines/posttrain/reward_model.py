@@ -18,7 +18,7 @@ import torch
 from cluster.config import NatalConfig, RewardConfig
 from pipelines.data import storage
 from pipelines.data.stats import StageStats
-from pipelines.posttrain import finetune
+from pipelines.posttrain import finetune, lora
 from pipelines.posttrain.losses import bradley_terry_loss, pairwise_accuracy
 from pipelines.posttrain.sft_data import model_inputs
 from pipelines.training.loop import WorkerContext
@@ -55,7 +55,8 @@ class RewardTask(finetune.PairTask):
         self.last_eval: dict[str, float] = {}
 
     def build_model(self, ctx: WorkerContext) -> torch.nn.Module:
-        return load_reward_model(self.model_uri, self.pad_id)
+        # with LoRA the new score head trains in full, beside the adapters
+        return lora.wrap(load_reward_model(self.model_uri, self.pad_id), self.cfg, "SEQ_CLS")
 
     def compute_loss(self, model, batch, ctx):
         chosen, rejected = scores(model, batch)
@@ -102,7 +103,7 @@ class RewardTask(finetune.PairTask):
         return flops_per_token(model, self.cfg.max_seq_len)
 
     def export(self, model, directory: str, ctx: WorkerContext) -> None:
-        model.save_pretrained(directory)
+        lora.export(model, directory, storage.join(ctx.run_dir, "final-adapter"))
         self.tokenizer.save_pretrained(directory)
 
     def after_export(self, directory: str, ctx: WorkerContext) -> dict[str, Any]:
@@ -129,6 +130,7 @@ def run(
     side of ``split`` of them)."""
     reward_cfg = cfg.reward
     stats = StageStats("reward")
+    lora.check_targets(finetune.model_config(model), reward_cfg, "reward", model)
     tokenizer, train, val = finetune.preference_splits(reward_cfg, model, data, fmt, stats, split)
     task = RewardTask(model, tokenizer, train, val, reward_cfg)
     return finetune.train(task, cfg, reward_cfg, output, stats)

@@ -168,8 +168,7 @@ def run(
     """Fine-tune ``model`` on the conversations in ``data``; the final model is RUNDIR/final."""
     sft_cfg = cfg.sft
     stats = StageStats("sft")
-    finetune.require_causal_lm(model)
-    lora.check_targets(finetune.local_model_dir(model), sft_cfg, "sft")
+    lora.check_targets(finetune.require_causal_lm(model), sft_cfg, "sft", model)
     with stats.timer("read"):
         conversations = load_conversations(data, fmt, stats)
         tokenizer = finetune.load_tokenizer(model, sft_cfg.chat_template)

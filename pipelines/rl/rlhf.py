@@ -7,7 +7,8 @@ rank 0's weights go to every rollout engine through one ``ray.put``. Async mode 
 k+1's generation before step k trains (its samples are one weight version stale, recorded).
 
 Run directory: ``metrics.jsonl``, ``checkpoints/step_N/`` (policy, critic, optimizers,
-``state.json`` with the step and the prompt position), ``final/`` (HF model), ``rlhf.png``.
+``state.json`` with the step and the prompt position), ``final/`` (HF model), ``rlhf.png``;
+with LoRA (``rlhf.lora_r``) also the adapters in the checkpoints and ``final-adapter/``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 
 from cluster.config import NatalConfig, RLHFConfig
 from cluster.config.errors import InputError
+from pipelines.posttrain import lora
 from pipelines.posttrain.finetune import require_causal_lm
 from pipelines.rl.prompts import (
     HELDOUT,
@@ -100,7 +102,7 @@ class RLHFLoop:
     ) -> None:
         from transformers import AutoTokenizer
 
-        require_causal_lm(policy)
+        lora.check_targets(require_causal_lm(policy), cfg, "rlhf", policy)
         self.cfg, self.output = cfg, Path(output)
         self.output.mkdir(parents=True, exist_ok=True)
         self.tokenizer_dir = self.reference_dir = policy
@@ -293,9 +295,11 @@ class RLHFLoop:
 
     def export(self) -> None:
         final = self.save_checkpoint(self.cfg.steps)
-        target = self.output / "final"
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(final / "policy", target)
+        for part, name in (("policy", "final"), ("policy-adapter", "final-adapter")):
+            target = self.output / name
+            shutil.rmtree(target, ignore_errors=True)
+            if (final / part).exists():  # the adapter exists with LoRA only
+                shutil.copytree(final / part, target)
 
     def summary(self) -> dict[str, Any]:
         from pipelines.training.metrics import read
