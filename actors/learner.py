@@ -75,7 +75,7 @@ class LearnerWorker:
         optimizer comes with :meth:`load_optimizer`)."""
         from transformers import AutoModelForCausalLM, AutoModelForTokenClassification
 
-        self.cfg = cfg
+        self.cfg, self.policy_dir = cfg, policy_dir
         torch.manual_seed(self.cfg.seed)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         load = {"dtype": torch.float32}
@@ -313,19 +313,20 @@ class LearnerWorker:
     def save(self, directory: str, tokenizer_dir: str | None = None) -> str:
         """Write the policy (HF dir, adapters merged: what rollouts and users load), the critic,
         the optimizer states and, with LoRA, the adapters alone under ``directory``."""
-        os.makedirs(directory, exist_ok=True)
-        lora.save_merged(self.policy, os.path.join(directory, "policy"))
-        lora.save_adapter(self.policy, os.path.join(directory, "policy-adapter"))
-        if tokenizer_dir:
-            from transformers import AutoTokenizer
+        from transformers import AutoTokenizer
 
-            AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(
-                os.path.join(directory, "policy")
-            )
+        os.makedirs(directory, exist_ok=True)
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir) if tokenizer_dir else None
+        lora.save_merged(self.policy, os.path.join(directory, "policy"))
+        if tokenizer is not None:
+            tokenizer.save_pretrained(os.path.join(directory, "policy"))
+        adapter = os.path.join(directory, "policy-adapter")
+        lora.save_adapter(self.policy, adapter, self.policy_dir, tokenizer)
         state = {"optimizer": self.optimizer.state_dict()}
         if self.critic is not None:
             lora.save_merged(self.critic, os.path.join(directory, "critic"))
-            lora.save_adapter(self.critic, os.path.join(directory, "critic-adapter"))
+            adapter = os.path.join(directory, "critic-adapter")
+            lora.save_adapter(self.critic, adapter, self.policy_dir)
             state["critic_optimizer"] = self.critic_optimizer.state_dict()
         torch.save(state, os.path.join(directory, "optimizer.pt"))
         return directory

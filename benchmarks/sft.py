@@ -20,35 +20,20 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from common import build_model  # noqa: E402  (benchmarks/common.py, beside this script)
-
-SHARED = ROOT.parent / "shared" / "data"
-
-
-def conversations(limit: int) -> list[list[dict]]:
-    """Real instruction data when the shared folder is there, else generated conversations."""
-    from pipelines.data.stats import StageStats
-    from pipelines.posttrain.chat_data import load_conversations
-
-    files = [
-        SHARED / "sft" / "dolly-151.jsonl",
-        SHARED / "sft" / "llamafactory-alpaca_en_demo.json",
-    ]
-    if all(f.exists() for f in files):
-        return load_conversations([str(f) for f in files], None, StageStats("bench"))[:limit]
-    return [
-        [
-            {"role": "user", "content": f"List the numbers from {i} to {i + 20}."},
-            {"role": "assistant", "content": " ".join(str(n) for n in range(i, i + 21))},
-        ]
-        for i in range(limit)
-    ]
+from common import (  # noqa: E402  (benchmarks/common.py, beside this script)
+    SHARED,
+    StepClock,
+    build_model,
+    conversations,
+    machine,
+    natal_run,
+    trl_args,
+)
 
 
 def preference_pairs(tokenizer, limit: int, max_len: int) -> list:
@@ -74,49 +59,6 @@ def preference_pairs(tokenizer, limit: int, max_len: int) -> list:
         )
 
     return [p for p in pairs if fits(p)][:limit]
-
-
-class StepClock:
-    """A TrainerCallback timing the training steps only (from the first step's start)."""
-
-    def __new__(cls):
-        from transformers import TrainerCallback
-
-        class _Clock(TrainerCallback):
-            start = end = None
-
-            def on_step_begin(self, args, state, control, **kwargs):
-                if self.start is None:
-                    self.start = time.perf_counter()
-
-            def on_step_end(self, args, state, control, **kwargs):
-                self.end = time.perf_counter()
-
-        return _Clock()
-
-
-def trl_args(config_cls, out: Path, args, **extra):
-    return config_cls(
-        output_dir=str(out),
-        max_steps=args.steps,
-        per_device_train_batch_size=args.batch,
-        learning_rate=args.lr,
-        lr_scheduler_type="constant",
-        warmup_steps=0,
-        logging_steps=10,
-        save_strategy="no",
-        eval_strategy="no",
-        report_to=[],
-        use_cpu=True,
-        seed=0,
-        dataloader_num_workers=0,
-        disable_tqdm=True,
-        # TRL defaults to bf16 autocast and activation checkpointing; natal trains fp32 on CPU
-        # without checkpointing (bf16 on a CPU without bf16 units is emulated: ~100x slower).
-        bf16=False,
-        gradient_checkpointing=False,
-        **extra,
-    )
 
 
 def trl_sft(model_dir: str, convs: list, args, out: Path) -> dict:
@@ -171,35 +113,6 @@ def trl_reward(model_dir: str, pairs: list, args, out: Path) -> dict:
     return {"pairs": args.steps * args.batch, "seconds": clock.end - clock.start}
 
 
-def natal_run(stage: str, model_dir: str, data: str, args, out: Path, sets: list[str]) -> dict:
-    from cluster.config import load_config
-    from pipelines.posttrain import reward_model, sft
-
-    cfg = load_config(
-        None,
-        [
-            f"runtime.num_cpus={args.threads}",
-            f"{stage}.cpus_per_worker={args.threads}",
-            f"{stage}.micro_batch={args.batch}",
-            f"{stage}.max_seq_len={args.max_len}",
-            f"{stage}.lr={args.lr}",
-            f"{stage}.min_lr={args.lr}",
-            f"{stage}.warmup_steps=0",
-            f"{stage}.log_every=10",
-            f"{stage}.eval_every=0",
-            f"{stage}.checkpoint_every=0",
-            f"{stage}.val_fraction=0",
-            *sets,
-        ],
-        {f"{stage}.max_steps": args.steps},
-    )
-    started = time.perf_counter()
-    module = sft if stage == "sft" else reward_model
-    stats = module.run(cfg, model_dir, [data], str(out))
-    wall = time.perf_counter() - started
-    return {**stats, "wall": wall}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=30)
@@ -231,6 +144,7 @@ def main() -> None:
         )
     )
 
+    print("before:", machine())
     trl_s = trl_sft(model_dir, convs, args, work / "trl-sft")
     trl_r = trl_reward(model_dir, pairs, args, work / "trl-reward")
     natal_s = natal_run("sft", model_dir, str(chat_file), args, work / "sft", ["sft.packing=false"])
@@ -254,6 +168,7 @@ def main() -> None:
     )
     for what, who, value in rows:
         print(f"{what:16s} {who:26s} {value:10.1f}")
+    print("after: ", machine())
     print(f"SFT natal / TRL (packing off): {rows[1][2] / rows[0][2]:.2f}x")
     print(f"reward natal / TRL:            {rows[4][2] / rows[3][2]:.2f}x")
     print(

@@ -46,8 +46,13 @@ class OpenAIServer:
     """One replica: a vLLM engine on ``model_dir`` behind OpenAI's routes."""
 
     def __init__(self, model_dir: str, model_name: str, api_key: str | None, engine: dict) -> None:
+        import tempfile
+
+        from pipelines.posttrain import lora
         from serving.async_engine import ThreadedEngine
 
+        if lora.is_adapter_dir(model_dir):  # merged once per replica, on the replica's node
+            model_dir = lora.merge_adapter(model_dir, tempfile.mkdtemp(prefix="natal-merged-"))
         self.engine = ThreadedEngine(model_dir, **engine)
         self.model_name = model_name
         self.api_key = api_key
@@ -220,8 +225,11 @@ def build_app(args: dict[str, Any]) -> Application:
     cfg = build_config({"serve": args}, origin="serve app args").serve
     if cfg.min_replicas > cfg.max_replicas:
         raise ConfigError("serve.min_replicas must not exceed serve.max_replicas")
-    if not (Path(model_dir) / "config.json").is_file():
-        raise InputError(f"{model_dir}: not a model directory (no config.json)")
+    if not any((Path(model_dir) / f).is_file() for f in ("config.json", "adapter_config.json")):
+        raise InputError(
+            f"{model_dir}: not a model directory (no config.json) nor a LoRA adapter "
+            "(no adapter_config.json)"
+        )
     engine: dict[str, Any] = {"kv_cache_mb": cfg.kv_cache_mb, "max_model_len": cfg.max_model_len}
     if cfg.dtype:
         engine["dtype"] = cfg.dtype

@@ -6,9 +6,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 from tiny_model import build_tiny_model
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
-from cluster.config.errors import ConfigError
+from cluster.config.errors import ConfigError, InputError
 from pipelines.posttrain import lora
 
 
@@ -80,10 +80,15 @@ def test_a_reward_model_with_adapters_trains_its_new_head_whole_and_exports_it(t
     ids = torch.tensor([[5, 17, 40, 41, 7]])
     with torch.no_grad():
         expected = wrapped(input_ids=ids).logits
-    lora.export(wrapped, str(tmp_path / "final"), str(tmp_path / "final-adapter"))
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    lora.export(
+        wrapped, str(tmp_path / "final"), str(tmp_path / "rm-adapter"), str(model_dir), tokenizer
+    )
     merged = AutoModelForSequenceClassification.from_pretrained(tmp_path / "final")
     with torch.no_grad():
         assert torch.allclose(merged(input_ids=ids).logits, expected, atol=1e-5)
+    with pytest.raises(InputError, match="SEQ_CLS adapter .* serve the run's merged final/"):
+        lora.merge_adapter(str(tmp_path / "rm-adapter"), str(tmp_path / "out"))
 
 
 def test_export_writes_merged_weights_that_compute_what_the_adapters_did(tmp_path):
@@ -92,7 +97,10 @@ def test_export_writes_merged_weights_that_compute_what_the_adapters_did(tmp_pat
     ids = torch.tensor([[5, 17, 40, 41, 7]])
     with torch.no_grad():
         expected = wrapped(input_ids=ids).logits
-    lora.export(wrapped, str(tmp_path / "final"), str(tmp_path / "final-adapter"))
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer.chat_template = "{{ messages[0]['content'] }}"  # as --chat-template replaces it
+    adapter = str(tmp_path / "final-adapter")
+    lora.export(wrapped, str(tmp_path / "final"), adapter, str(model_dir), tokenizer)
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "final")
     assert type(merged).__name__ == "LlamaForCausalLM"
     with torch.no_grad():
@@ -100,4 +108,10 @@ def test_export_writes_merged_weights_that_compute_what_the_adapters_did(tmp_pat
     base = AutoModelForCausalLM.from_pretrained(model_dir)
     with torch.no_grad():
         assert not torch.allclose(base(input_ids=ids).logits, expected, atol=1e-3)
-    assert (tmp_path / "final-adapter" / "adapter_config.json").exists()
+    # the adapter alone rebuilds the same model (what natal serve does with an adapter dir)
+    assert lora.is_adapter_dir(adapter) and not lora.is_adapter_dir(str(tmp_path / "final"))
+    rebuilt = lora.merge_adapter(adapter, str(tmp_path / "rebuilt"))
+    with torch.no_grad():
+        logits = AutoModelForCausalLM.from_pretrained(rebuilt)(input_ids=ids).logits
+        assert torch.allclose(logits, expected, atol=1e-5)
+    assert AutoTokenizer.from_pretrained(rebuilt).chat_template == tokenizer.chat_template

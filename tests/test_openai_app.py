@@ -345,5 +345,9 @@ def test_build_app_takes_autoscaling_from_the_config(tmp_path: Path) -> None:
         openai_app.build_app({"model": str(tmp_path), "min_replicas": 4, "max_replicas": 2})
     with pytest.raises(ConfigError):
         openai_app.build_app({"model": str(tmp_path), "max_replica": 2})
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="no config.json.* nor a LoRA adapter"):
         openai_app.build_app({"model": str(tmp_path / "missing")})
+    adapter = tmp_path / "final-adapter"  # an adapter alone is servable: merged per replica
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    assert openai_app.build_app({"model": str(adapter)})._bound_deployment.name == "openai"

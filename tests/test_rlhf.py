@@ -281,8 +281,8 @@ def test_a_lora_qwen2_policy_syncs_merged_weights_resumes_and_exports(
 ):
     """Bring your own model with LoRA: vLLM samples from the learner's merged weights after
     a sync and after a resume (the log-prob gap stays at fp32 noise), the reference stays the
-    adapters-off base across the resume (KL 0 at step 1, > 0 after), and the export is a
-    merged Qwen2 with the adapter beside it."""
+    adapters-off base across the resume (KL 0 at step 1, > 0 after), the export is a merged
+    Qwen2 with the adapter beside it, and natal serve answers from the adapter directory."""
     import torch
     from tiny_chat import build_qwen2_chat_model
     from transformers import AutoConfig, Qwen2ForCausalLM
@@ -312,6 +312,14 @@ def test_a_lora_qwen2_policy_syncs_merged_weights_resumes_and_exports(
     merged = Qwen2ForCausalLM.from_pretrained(out / "final").state_dict()
     base = Qwen2ForCausalLM.from_pretrained(policy).state_dict()
     assert any(not torch.equal(base[k], merged[k]) for k in base)  # it trained
+    # natal serve takes the adapter alone (merged on the replica) and answers the openai client
+    from conftest import free_port
+
+    from serving import openai_app
+
+    serve_cfg = {"serve.port": free_port(), "serve.kv_cache_mb": 64, "serve.max_model_len": 256}
+    served = openai_app.run(load_config(values=serve_cfg), str(out / "final-adapter"), "Hi")
+    assert served["model"] == "final-adapter" and isinstance(served["reply"], str)
 
 
 def test_vocab_and_context_mismatch_are_clear_errors(policy, prompts, tmp_path):

@@ -120,8 +120,8 @@ class DPOTask(finetune.PairTask):
         return flops_per_token(model, self.cfg.max_seq_len) * 4 / 3
 
     def export(self, model, directory: str, ctx: WorkerContext) -> None:
-        lora.export(model, directory, storage.join(ctx.run_dir, "final-adapter"))
-        self.tokenizer.save_pretrained(directory)
+        adapter = storage.join(ctx.run_dir, "final-adapter")
+        lora.export(model, directory, adapter, self.model_uri, self.tokenizer)
 
 
 def run(

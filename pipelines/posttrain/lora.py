@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import torch
 
-from cluster.config.errors import ConfigError
+from cluster.config.errors import ConfigError, InputError
 
 ALL_LINEAR = "all-linear"  # peft's name for every linear layer but the output head
 CLASSIFIER_HEADS = ("score", "classifier")  # transformers' names for a classifier's head
@@ -127,18 +127,76 @@ def save_merged(model: torch.nn.Module, directory: str) -> None:
         model.save_pretrained(directory)
 
 
-def save_adapter(model: torch.nn.Module, uri: str) -> None:
-    """The adapter alone (peft's format) to a local path or fsspec URL; nothing without one."""
+def save_adapter(model: torch.nn.Module, uri: str, base: str, tokenizer: Any = None) -> None:
+    """The adapter alone (peft's format) to a local path or fsspec URL, naming ``base`` (the
+    model's own URI, not the local copy it was loaded from) and with the tokenizer, so that
+    :func:`merge_adapter` and ``natal serve`` rebuild the model from it; nothing without one."""
     if not is_lora(model):
         return
+    import json
+    import os
+
     from pipelines.training import checkpoint as ckpt_io
 
     with tempfile.TemporaryDirectory(prefix="natal-adapter-") as adapter:
         model.save_pretrained(adapter)
+        config_file = os.path.join(adapter, "adapter_config.json")
+        with open(config_file) as fh:
+            config = json.load(fh)
+        config["base_model_name_or_path"] = base
+        with open(config_file, "w") as fh:
+            json.dump(config, fh, indent=2)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(adapter)
         ckpt_io.upload_dir(adapter, uri)
 
 
-def export(model: torch.nn.Module, directory: str, adapter_uri: str) -> None:
-    """Merged weights to ``directory``; with adapters, the adapter alone to ``adapter_uri``."""
-    save_adapter(model, adapter_uri)
+def export(
+    model: torch.nn.Module, directory: str, adapter_uri: str, base: str, tokenizer: Any
+) -> None:
+    """Merged weights and ``tokenizer`` to ``directory``; with adapters, the adapter alone to
+    ``adapter_uri`` (see :func:`save_adapter`)."""
+    save_adapter(model, adapter_uri, base, tokenizer)
     save_merged(model, directory)
+    tokenizer.save_pretrained(directory)
+
+
+def is_adapter_dir(directory: str) -> bool:
+    """An adapter alone (``final-adapter/``), not a full model directory."""
+    import os
+
+    return os.path.isfile(os.path.join(directory, "adapter_config.json")) and not os.path.isfile(
+        os.path.join(directory, "config.json")
+    )
+
+
+def merge_adapter(adapter_dir: str, output: str) -> str:
+    """A full Hugging Face directory in ``output`` from an adapter directory: the base it
+    names (``base_model_name_or_path``, local or fsspec) with the adapter merged in, and the
+    tokenizer saved with the adapter (the base's when there is none)."""
+    import json
+    import os
+
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from pipelines.posttrain.finetune import local_model_dir
+
+    with open(os.path.join(adapter_dir, "adapter_config.json")) as fh:
+        config = json.load(fh)
+    if config.get("task_type") not in (None, "CAUSAL_LM"):
+        raise InputError(
+            f"{adapter_dir}: a {config['task_type']} adapter (a reward model or critic), not a "
+            "language model's: serve the run's merged final/ instead"
+        )
+    base = config.get("base_model_name_or_path")
+    if not base:
+        raise InputError(f"{adapter_dir}: adapter_config.json names no base model")
+    base_dir = local_model_dir(base)
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    PeftModel.from_pretrained(model, adapter_dir).merge_and_unload().save_pretrained(output)
+    has_tokenizer = os.path.isfile(os.path.join(adapter_dir, "tokenizer.json"))
+    AutoTokenizer.from_pretrained(adapter_dir if has_tokenizer else base_dir).save_pretrained(
+        output
+    )
+    return output

@@ -103,8 +103,8 @@ class RewardTask(finetune.PairTask):
         return flops_per_token(model, self.cfg.max_seq_len)
 
     def export(self, model, directory: str, ctx: WorkerContext) -> None:
-        lora.export(model, directory, storage.join(ctx.run_dir, "final-adapter"))
-        self.tokenizer.save_pretrained(directory)
+        adapter = storage.join(ctx.run_dir, "final-adapter")
+        lora.export(model, directory, adapter, self.model_uri, self.tokenizer)
 
     def after_export(self, directory: str, ctx: WorkerContext) -> dict[str, Any]:
         """``RUNDIR/eval.json``: held-out pairwise accuracy of the final model."""

@@ -88,8 +88,8 @@ class SFTTask(TrainTask):
         return flops_per_token(model, self.cfg.max_seq_len)
 
     def export(self, model, directory: str, ctx: WorkerContext) -> None:
-        lora.export(model, directory, storage.join(ctx.run_dir, "final-adapter"))
-        self.tokenizer.save_pretrained(directory)
+        adapter = storage.join(ctx.run_dir, "final-adapter")
+        lora.export(model, directory, adapter, self.model_uri, self.tokenizer)
 
 
 def prepare(
