@@ -15,6 +15,7 @@ from pipelines.posttrain.sft_data import (
     IGNORE,
     Example,
     as_row,
+    check_template,
     collate,
     encode_conversation,
     last_turn_only,
@@ -201,3 +202,21 @@ def test_packed_rows_do_not_attend_across_conversations(tokenizer, tmp_path):
     n = len(first.input_ids)
     torch.testing.assert_close(packed[n:], alone, atol=1e-5, rtol=1e-4)
     assert (leaky[n:] - alone).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("family", [*FAMILIES, "natal"])
+def test_template_check_passes_every_stock_template_and_refuses_broken_ones(family, tokenizer):
+    tok = build_tokenizer()
+    tok.chat_template = (
+        tokenizer.chat_template
+        if family == "natal"
+        else (TEMPLATES / f"{family}.jinja").read_text()
+    )
+    check_template(tok, family)  # renders each assistant turn once
+    twice = "{% for m in messages %}{{ m['content'] }}{% if m['role'] == 'assistant' %}{{ m['content'] }}{% endif %}{% endfor %}"
+    tok.chat_template = twice
+    with pytest.raises(ConfigError, match=r"t.jinja: .* assistant turn 1 2 times, not once"):
+        check_template(tok, "t.jinja")
+    tok.chat_template = "{{ raise_exception('Conversation roles must alternate') }}"
+    with pytest.raises(ConfigError, match=r"cannot render .*roles must alternate.*--chat-template"):
+        check_template(tok, "t.jinja")

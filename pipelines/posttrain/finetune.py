@@ -23,7 +23,13 @@ from pipelines.data import storage
 from pipelines.data.stats import StageStats
 from pipelines.posttrain.chat_data import RecordError
 from pipelines.posttrain.preference_data import PreferencePair, load_pairs
-from pipelines.posttrain.sft_data import Example, as_row, collate, response_example
+from pipelines.posttrain.sft_data import (
+    Example,
+    as_row,
+    check_template,
+    collate,
+    response_example,
+)
 from pipelines.training.loop import TrainTask, WorkerContext
 
 T = TypeVar("T")
@@ -88,6 +94,8 @@ def load_tokenizer(model_uri: str, chat_template: str | None = None):
         )
     if chat_template:
         tokenizer.chat_template = read_chat_template(chat_template)
+    if tokenizer.chat_template:
+        check_template(tokenizer, chat_template or model_uri)
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         note = f"the tokenizer has no pad token: padding with eos {tokenizer.eos_token!r}"
         print(f"natal: {model_uri}: {note} (padding carries no loss)", file=sys.stderr)

@@ -59,6 +59,35 @@ def encode_conversation(tokenizer, conversation: Conversation) -> tuple[list[int
     return list(encoded["input_ids"]), list(encoded["assistant_masks"])
 
 
+PROBES = ("\u2063natal-probe-one\u2063", "\u2063natal-probe-two\u2063")
+
+
+def check_template(tokenizer, source: str) -> None:
+    """Before any data is read: the chat template renders a two-exchange conversation, with
+    each assistant turn exactly once (a template that repeats or drops a turn would put the
+    loss on the wrong tokens). ``source`` names where the template came from."""
+    conversation = [
+        {"role": "user", "content": "natal probe question one"},
+        {"role": "assistant", "content": PROBES[0]},
+        {"role": "user", "content": "natal probe question two"},
+        {"role": "assistant", "content": PROBES[1]},
+    ]
+    try:
+        text = _render(tokenizer, conversation, False)
+    except Exception as exc:  # jinja raises anything: undefined names, raise_exception(...)
+        raise ConfigError(
+            f"{source}: the chat template cannot render a user/assistant conversation ({exc}): "
+            "give one that can with --chat-template FILE"
+        ) from exc
+    for i, probe in enumerate(PROBES):
+        if text.count(probe) != 1:
+            raise ConfigError(
+                f"{source}: the chat template renders assistant turn {2 * i + 1} "
+                f"{text.count(probe)} times, not once: give one that renders each turn once "
+                "with --chat-template FILE"
+            )
+
+
 def _render(tokenizer, turns: Conversation, generation_prompt: bool) -> str:
     return tokenizer.apply_chat_template(
         turns, tokenize=False, add_generation_prompt=generation_prompt

@@ -46,7 +46,8 @@ def measure_peak_flops(device: torch.device, dtype: torch.dtype = torch.float32)
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
     torch.mm(a, b)  # warm-up
-    repeats, best = 1, float("inf")
+    # a GPU matmul of 4096² takes ~0.1 ms: time several per sample, or launch jitter dominates
+    repeats, best = (10 if device.type == "cuda" else 1), float("inf")
     for _ in range(5):  # best of 5: the probe must not see a busy machine's worst moment
         if device.type == "cuda":
             torch.cuda.synchronize()
